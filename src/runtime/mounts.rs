@@ -31,6 +31,8 @@ pub enum CgroupMount {
 pub struct RootfsOptions {
     pub no_pivot: bool,
     pub cgroup: CgroupMount,
+    /// The bundle dir: relative bind-mount sources are relative to it.
+    pub bundle: PathBuf,
 }
 
 #[derive(Debug)]

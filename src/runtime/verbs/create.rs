@@ -1,0 +1,192 @@
+//! `create`: set up the container and leave its init waiting for `start`.
+
+use super::{Error, Result, write_pid_file};
+use crate::runtime::cgroups::{self, Cgroup, CgroupMode};
+use crate::runtime::channel::{self, Channel, Msg};
+use crate::runtime::hooks;
+use crate::runtime::init;
+use crate::runtime::mounts::{CgroupMount, RootfsOptions};
+use crate::runtime::plan::InitPlan;
+use crate::runtime::spec::{Bundle, validate_id};
+use crate::runtime::state::{ContainerState, Root, Status, pid_start_time};
+use crate::runtime::sys::{self, CloneResult};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    /// The connected console socket, when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+}
+
+/// Undo everything a failed create made: processes, cgroup, state dir.
+struct Cleanup<'a> {
+    root: &'a Root,
+    id: String,
+    cgroup: Option<Cgroup>,
+    pids: Vec<i32>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for &pid in &self.pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // Reap it if it is our child (ECHILD otherwise, which is fine).
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(Signal::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleaning up after a failed create: {e}");
+            }
+        }
+        let _ = self.root.remove(&self.id);
+    }
+}
+
+/// Receive the next message, turning a child error or hang-up into an `Error`.
+fn next<'b>(chan: &Channel, buf: &'b mut [u8]) -> Result<Msg<'b>> {
+    match chan.recv(buf) {
+        Ok(Msg::Error(text)) => Err(Error::Child(String::from_utf8_lossy(text).into_owned())),
+        Ok(m) => Ok(m),
+        Err(Errno::EPIPE) => Err(Error::Child("the container process exited during setup".into())),
+        Err(e) => Err(Error::errno("reading from the container process")(e)),
+    }
+}
+
+fn expect(chan: &Channel, want: Msg<'_>) -> Result<()> {
+    let mut buf = [0u8; 4096];
+    let got = next(chan, &mut buf)?;
+    if std::mem::discriminant(&got) != std::mem::discriminant(&want) {
+        return Err(Error::Child(format!("protocol error: expected {want:?}, got {got:?}")));
+    }
+    Ok(())
+}
+
+fn write_proc(pid: i32, file: &str, data: &str) -> Result<()> {
+    let p = format!("/proc/{pid}/{file}");
+    std::fs::write(&p, data).map_err(Error::io(format!("write {p}")))
+}
+
+/// Create the container. On success its init waits in `created` state; on failure nothing is left.
+pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
+    validate_id(&opts.id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref().expect("validated");
+    let process = spec.process().as_ref().expect("validated");
+    if process.terminal().unwrap_or(false) && opts.console.is_none() {
+        return Err(Error::Usage(
+            "process.terminal is true but no --console-socket was given; pass one, or set terminal to false".into(),
+        ));
+    }
+    let dir = root.reserve(&opts.id)?;
+    let mut guard = Cleanup { root, id: opts.id.clone(), cgroup: None, pids: vec![], armed: true };
+
+    let cgroup = Cgroup::new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)?;
+    cgroup.create()?;
+    guard.cgroup = Some(cgroup.clone());
+    if let Some(r) = linux.resources() {
+        cgroup.apply(r)?;
+    }
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(spec).expect("spec serializes"))
+        .map_err(Error::io("save config.json in the state dir"))?;
+
+    let (_keep, sock_path) = super::short_unix_path(&dir, "start.sock")?;
+    let listener = UnixListener::bind(&sock_path).map_err(Error::io(format!("bind {}", sock_path.display())))?;
+    let cgroup_mount = match cgroups::mode()? {
+        CgroupMode::V2 => CgroupMount::V2,
+        _ => CgroupMount::V1 { hierarchies: cgroup.hierarchy_dirs()? },
+    };
+    let rootfs_opts = RootfsOptions { no_pivot: opts.no_pivot, cgroup: cgroup_mount, bundle: bundle.dir.clone() };
+    let plan = InitPlan::new(&bundle, &rootfs_opts, opts.console, opts.preserve_fds, OwnedFd::from(listener))?;
+    let (parent_chan, child_chan) = channel::pair()?;
+    let cgroup_fd = cgroup.v2_dir_fd()?;
+
+    // SAFETY: beam-oci is single-threaded; the child only runs `init::container_child`, which works on
+    // the prepared plan, and never returns.
+    let pid = match unsafe { sys::clone(plan.ns.clone_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) } {
+        Ok(CloneResult::Child) => {
+            // SAFETY: closing our copy of the parent's end so that a dead parent reads as EOF here.
+            unsafe { libc::close(parent_chan.raw_fd()) };
+            init::container_child(&plan, &child_chan)
+        }
+        Ok(CloneResult::Parent(pid)) => pid,
+        Err(e) => return Err(Error::errno("clone3 (creating the container's namespaces)")(e)),
+    };
+    drop(child_chan);
+    guard.pids.push(pid);
+
+    let ns = &plan.ns;
+    if ns.unshare_user {
+        expect(&parent_chan, Msg::UserNs)?;
+    }
+    if ns.new_user {
+        write_proc(pid, "uid_map", &ns.uid_map)?;
+        write_proc(pid, "gid_map", &ns.gid_map)?;
+    }
+    if cgroup_fd.is_none() {
+        cgroup.add_pid(pid)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        write_proc(pid, "oom_score_adj", &adj.to_string())?;
+    }
+    parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
+
+    let mut init_pid = pid;
+    if ns.fork {
+        let mut buf = [0u8; 64];
+        match next(&parent_chan, &mut buf)? {
+            Msg::Pid(p) => init_pid = p,
+            m => return Err(Error::Child(format!("protocol error: expected the init pid, got {m:?}"))),
+        }
+        guard.pids.insert(0, init_pid);
+        let _ = waitpid(Pid::from_raw(pid), None);
+    }
+    let mut state = ContainerState {
+        id: opts.id.clone(),
+        pid: init_pid,
+        pid_start: pid_start_time(init_pid).unwrap_or(0),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: chrono::Utc::now(),
+        owner: "root".into(),
+        cgroup: cgroup.clone(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        started: false,
+    };
+    let creating = serde_json::to_vec(&state.oci_json(Status::Creating)).expect("state serializes");
+    if !plan.child_hooks.is_empty() {
+        parent_chan.send(&Msg::State(&creating)).map_err(Error::errno("sync with the container process"))?;
+    }
+    if plan.runtime_hooks {
+        expect(&parent_chan, Msg::CreateRuntime)?;
+        let h = spec.hooks().as_ref().expect("runtime_hooks implies hooks");
+        #[allow(deprecated)]
+        hooks::run_hooks("prestart", h.prestart().as_deref().unwrap_or_default(), &creating)?;
+        hooks::run_hooks("createRuntime", h.create_runtime().as_deref().unwrap_or_default(), &creating)?;
+        parent_chan.send(&Msg::HooksDone).map_err(Error::errno("sync with the container process"))?;
+    }
+    expect(&parent_chan, Msg::Ready)?;
+    // Re-read the start time now that the init certainly exists in its final form.
+    state.pid_start = pid_start_time(init_pid).unwrap_or(state.pid_start);
+    root.save(&state)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, init_pid)?;
+    }
+    guard.armed = false;
+    Ok(state)
+}

@@ -1,0 +1,58 @@
+//! `delete`: remove a stopped (or, with --force, any) container and everything it had.
+
+use super::{Error, Result, saved_spec, wait_pid_gone};
+use crate::runtime::hooks;
+use crate::runtime::state::{ContainerState, Root, StateError, Status};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let st = match root.load(id) {
+        Ok(st) => st,
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let status = st.status();
+    match status {
+        Status::Stopped | Status::Created => {}
+        _ if force => {}
+        _ => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status,
+                hint: "stop it first (beam-oci kill) or use delete --force",
+            });
+        }
+    }
+    destroy(root, &st)
+}
+
+/// Kill whatever is left, remove the cgroup, run poststop hooks, remove the state dir.
+pub fn destroy(root: &Root, st: &ContainerState) -> Result<()> {
+    if st.alive() {
+        // A frozen cgroup can't die: thaw after queueing SIGKILL.
+        let _ = st.cgroup.kill_all(Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
+        let _ = st.cgroup.thaw();
+        if !wait_pid_gone(st.pid, Duration::from_secs(10)) {
+            return Err(Error::Child(format!(
+                "container {:?}: init {} did not exit within 10 s of SIGKILL; try delete again",
+                st.id, st.pid
+            )));
+        }
+    }
+    if !st.cgroup.pids().unwrap_or_default().is_empty() {
+        st.cgroup.kill_all(Signal::SIGKILL)?;
+    }
+    st.cgroup.destroy()?;
+    if let Ok(spec) = saved_spec(root, &st.id) {
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+            let json = serde_json::to_vec(&st.oci_json(Status::Stopped)).expect("state serializes");
+            if let Err(e) = hooks::run_hooks("poststop", &h, &json) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+    root.remove(&st.id)?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `state` and `list`.
+
+use super::Result;
+use crate::runtime::state::Root;
+
+/// The OCI state JSON of one container, plus `oomKilled: true` once the kernel OOM-killed a process
+/// in its cgroup (an extension: runc has no such field, podman ignores unknown ones).
+pub fn state(root: &Root, id: &str) -> Result<serde_json::Value> {
+    let st = root.load(id)?;
+    let mut v = st.oci_json(st.status());
+    if st.cgroup.oom_kill_count().unwrap_or(0) > 0 {
+        v["oomKilled"] = serde_json::Value::Bool(true);
+    }
+    Ok(v)
+}
+
+/// Every container's state JSON, by id.
+pub fn list(root: &Root) -> Vec<serde_json::Value> {
+    root.ids()
+        .iter()
+        .filter_map(|id| root.load(id).ok())
+        .map(|st| st.oci_json(st.status()))
+        .collect()
+}
+
+/// runc's `list` table.
+pub fn table(items: &[serde_json::Value]) -> String {
+    let mut out = format!("{:<24}{:<10}{:<10}{:<40}{:<32}{}\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+    for v in items {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        out += &format!(
+            "{:<24}{:<10}{:<10}{:<40}{:<32}{}\n",
+            s("id"),
+            v["pid"].as_i64().unwrap_or(0),
+            s("status"),
+            s("bundle"),
+            s("created"),
+            s("owner")
+        );
+    }
+    out
+}

@@ -1,0 +1,128 @@
+//! `run`: create + start, then (unless --detach) wait for the container, forwarding signals, and delete it.
+
+use super::create::{CreateOptions, create};
+use super::{Error, Result, delete, start};
+use crate::runtime::console;
+use crate::runtime::state::Root;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal, SigmaskHow, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+pub struct RunOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+    pub detach: bool,
+    /// Keep the container's state after it exits (runc --keep).
+    pub keep: bool,
+}
+
+/// Returns the container's exit code (0 when detached).
+pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
+    // The container's init may be forked by our child (pid namespace joins): make sure it is reparented
+    // to us so we can wait for it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let bundle = crate::runtime::spec::Bundle::load(&opts.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let mut relay_end = None;
+    let console = match (&opts.console_socket, terminal) {
+        (Some(p), true) => Some(console::connect_console_socket(p)?),
+        (None, true) if !opts.detach => {
+            let (ours, theirs) = console::console_socketpair()?;
+            relay_end = Some(ours);
+            Some(theirs)
+        }
+        _ => None,
+    };
+    let st = create(
+        root,
+        CreateOptions {
+            id: opts.id.clone(),
+            bundle: opts.bundle.clone(),
+            pid_file: opts.pid_file.clone(),
+            console,
+            preserve_fds: opts.preserve_fds,
+            no_pivot: opts.no_pivot,
+        },
+    )?;
+    let master = match relay_end {
+        Some(sock) => Some(console::recv_pty_master(sock.as_fd())?),
+        None => None,
+    };
+    if let Err(e) = start::start(root, &opts.id) {
+        let _ = delete::delete(root, &opts.id, true);
+        return Err(e);
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let code = match master {
+        Some(m) => {
+            console::relay(m)?;
+            wait_exit(st.pid)?
+        }
+        None => forward_until_exit(st.pid)?,
+    };
+    if !opts.keep {
+        delete::delete(root, &opts.id, true)?;
+    }
+    Ok(code)
+}
+
+fn exit_code(ws: WaitStatus) -> Option<i32> {
+    match ws {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+fn wait_exit(pid: i32) -> Result<i32> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(ws) => {
+                if let Some(c) = exit_code(ws) {
+                    return Ok(c);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::errno(format!("wait for the container's init {pid}"))(e)),
+        }
+    }
+}
+
+/// Forward the usual terminating signals to `pid` until it exits; return its exit code.
+pub fn forward_until_exit(pid: i32) -> Result<i32> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        set.add(s);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(Error::errno("block signals"))?;
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(Error::errno("signalfd"))?;
+    let pidfd = crate::runtime::sys::pidfd_open(pid).map_err(Error::errno(format!("pidfd_open {pid}")))?;
+    loop {
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::errno("poll")(e)),
+            Ok(_) => {}
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return wait_exit(pid);
+        }
+        while let Ok(Some(info)) = sfd.read_signal() {
+            if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
+        }
+    }
+}

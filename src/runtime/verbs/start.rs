@@ -1,0 +1,30 @@
+//! `start`: let a created container's init exec the user process.
+
+use super::{Error, Result, load_in, saved_spec};
+use crate::runtime::hooks;
+use crate::runtime::state::{Root, Status};
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let (mut st, _) = load_in(root, id, &[Status::Created], "only a created container can be started")?;
+    let dir = root.dir(id);
+    let (_keep, path) = super::short_unix_path(&dir, "start.sock")?;
+    let mut conn = UnixStream::connect(&path).map_err(Error::io(format!("connect to container {id:?}'s init")))?;
+    // The init closes the connection when it execs (close-on-exec) or writes why it could not.
+    let mut why = String::new();
+    conn.read_to_string(&mut why).map_err(Error::io(format!("wait for container {id:?} to start")))?;
+    let _ = std::fs::remove_file(dir.join("start.sock"));
+    if !why.is_empty() {
+        return Err(Error::Child(why));
+    }
+    st.started = true;
+    root.save(&st)?;
+    if let Some(h) = saved_spec(root, id)?.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+        let json = serde_json::to_vec(&st.oci_json(Status::Running)).expect("state serializes");
+        if let Err(e) = hooks::run_hooks("poststart", &h, &json) {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(())
+}

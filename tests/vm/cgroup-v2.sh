@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The pure cgroup v2 path: build the test binaries here, run them as root in a Debian 6.1 VM
+# (tests/vm/run.sh), where /sys/fs/cgroup is cgroup2 with every controller.
+#
+#   tests/vm/cgroup-v2.sh [EXTRA TEST ARGS...]      e.g. tests/vm/cgroup-v2.sh --nocapture
+#
+# BEAM_TEST_BIN=path skips the build and runs that lib test binary instead.
+# To add a suite, append a command to GUEST below (one boot runs them all; the first failure fails the run).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# The lib's unit-test executable, from cargo's JSON messages.
+lib_test_bin() {
+    cargo test --lib --no-run --message-format=json-render-diagnostics |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "lib" in m["target"]["kind"] \
+            and m["profile"]["test"]:
+        print(m["executable"])'
+}
+
+BIN=${BEAM_TEST_BIN:-$(lib_test_bin | tail -n1)}
+[ -x "$BIN" ] || { echo "cgroup-v2.sh: no lib test binary (build failed?)" >&2; exit 1; }
+
+q() { printf '%q ' "$@"; }
+GUEST=(
+    "echo '== cgroup unit + kernel tests (pure v2)'"
+    "$(q "$BIN" runtime::cgroups --test-threads=2 "$@")"
+)
+SCRIPT=$(printf '%s && ' "${GUEST[@]}")
+exec tests/vm/run.sh bash -c "set -o pipefail; ${SCRIPT}true"
