@@ -25,8 +25,9 @@ struct Cli {
     /// Use systemd to manage cgroups (not supported: an error when asked).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility.
-    #[arg(long, global = true, hide = true)]
+    /// runc's global `--rootless [true|false|auto]` (accepted; beam-oci detects what it needs). For `spec`,
+    /// `--rootless` writes a rootless config.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,
@@ -178,8 +179,6 @@ enum Cmd {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        #[arg(long)]
-        rootless: bool,
     },
 }
 
@@ -223,7 +222,7 @@ fn real_main(cli: Cli) -> Result<i32, Error> {
             "--systemd-cgroup: beam-oci manages cgroups through cgroupfs only; drop the flag (podman: --cgroup-manager=cgroupfs)".into(),
         ));
     }
-    let g = Global { root: cli.root };
+    let g = Global { root: cli.root.clone() };
     match cmd {
         Cmd::Create { bundle, pid_file, console_socket, preserve_fds, no_pivot, no_new_keyring: _, id } => {
             let root = g.root()?;
@@ -320,7 +319,8 @@ fn real_main(cli: Cli) -> Result<i32, Error> {
                 print!("{}", verbs::list::table(&items));
             }
         }
-        Cmd::Spec { bundle, rootless } => {
+        Cmd::Spec { bundle } => {
+            let rootless = cli.rootless.as_deref().is_some_and(|v| v != "false");
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(Error::Usage(format!("{} already exists; remove it first", path.display())));

@@ -56,8 +56,20 @@ impl Ctx {
         c
     }
 
+    /// Run to completion. stdout/stderr go to files, not pipes: a created container's init inherits
+    /// them and would hold a pipe open long after beam-oci exits (as with runc).
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("spawn beam-oci")
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let (o, e) = (self.tmp.path().join(format!(".out{n}")), self.tmp.path().join(format!(".err{n}")));
+        let status = self
+            .cmd(args)
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .expect("spawn beam-oci");
+        let out = Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() };
+        let _ = (std::fs::remove_file(o), std::fs::remove_file(e));
+        out
     }
 
     /// Run and require success; returns stdout.
@@ -135,8 +147,11 @@ impl Bundle {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("busybox-static at /bin/busybox");
-        let st = Command::new(rootfs.join("bin/busybox")).arg("--install").arg("-s").arg(rootfs.join("bin")).status();
-        assert!(st.unwrap().success(), "busybox --install");
+        // Relative links (`busybox --install -s` would point them at the host path).
+        let list = Command::new(BUSYBOX).arg("--list").output().expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+        }
         std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n").unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
         let mut config = beam::runtime::verbs::spec::default_spec(false, 0, 0);

@@ -29,7 +29,7 @@ MEMORY=${BEAM_VM_MEMORY:-2G}
 CPUS=${BEAM_VM_CPUS:-2}
 TIMEOUT=${BEAM_VM_TIMEOUT:-1800}
 
-apt_lists_present() { compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null; }
+apt_lists_present() { compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
 apt_install() {
     apt_lists_present || apt-get update -q >&2
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; then

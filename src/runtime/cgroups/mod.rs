@@ -234,6 +234,19 @@ impl Cgroup {
         })
     }
 
+    /// Re-checks a path that may come from state.json: absolute, normalised, not the root, no `..`.
+    /// Guards the calls that remove or signal (destroy, kill_all) against a hand-edited state.
+    fn validate(&self) -> Result<(), CgroupError> {
+        match Cgroup::new(Some(&self.path), "") {
+            Ok(c) if c.path == self.path => Ok(()),
+            Ok(_) => Err(CgroupError::InvalidPath {
+                path: self.path.clone(),
+                msg: "not in normal form (absolute, no empty components)".into(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The path relative to a hierarchy mount point (no leading `/`).
     fn rel(&self) -> &str {
         self.path.trim_start_matches('/')
@@ -265,6 +278,7 @@ impl Cgroup {
 
     /// Creates the cgroup (idempotent: an existing cgroup is joined as is).
     pub fn create(&self) -> Result<(), CgroupError> {
+        self.validate()?;
         match Layout::get()? {
             Layout::V2 { root } => v2::create(root, self.rel()),
             Layout::V1 { mounts, unified } => v1::create(mounts, unified.as_deref(), self.rel()),
@@ -360,6 +374,7 @@ impl Cgroup {
     /// SIGKILL). Refuses a cgroup that contains this very process.
     pub fn kill_all(&self, sig: nix::sys::signal::Signal) -> Result<(), CgroupError> {
         use nix::sys::signal::Signal;
+        self.validate()?;
         let me = std::process::id() as i32;
         if self.pids()?.contains(&me) {
             return Err(CgroupError::Unsupported(format!(
@@ -426,6 +441,7 @@ impl Cgroup {
     /// Removes the cgroup (and any sub-cgroups the container made) in every hierarchy, once its
     /// processes are gone (waits up to 5 s). A missing cgroup is fine. Shared parents stay.
     pub fn destroy(&self) -> Result<(), CgroupError> {
+        self.validate()?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let left = self.pids()?;

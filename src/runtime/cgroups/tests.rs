@@ -36,6 +36,12 @@ fn path_resolution() {
     let cg = Cgroup::new(Some("/beam/c1"), "c1").unwrap();
     let back: Cgroup = serde_json::from_str(&serde_json::to_string(&cg).unwrap()).unwrap();
     assert_eq!(back, cg);
+    // A hand-edited state.json cannot make destroy/kill_all reach outside the cgroup.
+    for path in ["/", "", "/beam/../x", "beam/x", "/beam//x"] {
+        let evil: Cgroup = serde_json::from_value(serde_json::json!({ "path": path })).unwrap();
+        assert!(evil.destroy().is_err(), "destroy {path:?}");
+        assert!(evil.kill_all(Signal::SIGKILL).is_err(), "kill_all {path:?}");
+    }
 }
 
 const HYBRID: &str = "\

@@ -287,7 +287,7 @@ fn compile_for(seccomp: &LinuxSeccomp, target: Target) -> Result<SeccompProgram,
         }
     }
     if !unknown.is_empty() {
-        tracing::warn!(syscalls = ?unknown, "seccomp: unknown syscall names in the profile were skipped");
+        tracing::debug!(syscalls = ?unknown, "seccomp: unknown syscall names in the profile were skipped (as runc)");
     }
 
     // What a listed but untranslatable architecture gets (module doc, step 1).

@@ -161,7 +161,7 @@ impl std::io::Write for Captured {
 }
 
 #[test]
-fn unknown_names_are_warned_and_skipped() {
+fn unknown_names_are_skipped_quietly() {
     let p = profile(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{ "names": ["no_such_syscall", "getpid", "arch_prctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5 }]
@@ -171,17 +171,15 @@ fn unknown_names_are_warned_and_skipped() {
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
         .finish();
     let prog =
         tracing::subscriber::with_default(subscriber, || compile_for(&p, Target::Aarch64)).unwrap();
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // As runc: podman's profiles list 32-bit-only names; skipping them is not worth a warning.
     assert!(
-        log.contains("WARN") && log.contains("no_such_syscall"),
+        !log.contains("WARN") && log.contains("DEBUG") && log.contains("no_such_syscall"),
         "{log}"
-    );
-    assert!(
-        !log.contains("arch_prctl"),
-        "x86_64-only names are skipped quietly on aarch64: {log}"
     );
     let getpid = Target::Aarch64.syscall("getpid").unwrap();
     assert_eq!(

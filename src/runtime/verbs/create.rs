@@ -11,6 +11,7 @@ use crate::runtime::spec::{Bundle, validate_id};
 use crate::runtime::state::{ContainerState, Root, Status, pid_start_time};
 use crate::runtime::sys::{self, CloneResult};
 use nix::errno::Errno;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -81,6 +82,35 @@ fn write_proc(pid: i32, file: &str, data: &str) -> Result<()> {
     std::fs::write(&p, data).map_err(Error::io(format!("write {p}")))
 }
 
+/// The device rules runc adds after the spec's own: the default /dev nodes, ptys and mknod, plus every
+/// node in `linux.devices` — so `devices: [{allow: false}]` (deny all) still leaves a working /dev.
+fn with_default_devices(r: &LinuxResources, devices: &[LinuxDevice]) -> LinuxResources {
+    let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) else { return r.clone() };
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(major.unwrap_or(-1))
+            .minor(minor.unwrap_or(-1))
+            .access(access)
+            .build()
+            .expect("device rule")
+    };
+    let mut all = rules.clone();
+    all.push(rule(LinuxDeviceType::C, None, None, "m"));
+    all.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
+        all.push(rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
+    }
+    all.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
+    for d in devices {
+        all.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    let mut r = r.clone();
+    r.set_devices(Some(all));
+    r
+}
+
 /// Create the container. On success its init waits in `created` state; on failure nothing is left.
 pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
     validate_id(&opts.id)?;
@@ -100,7 +130,7 @@ pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
     cgroup.create()?;
     guard.cgroup = Some(cgroup.clone());
     if let Some(r) = linux.resources() {
-        cgroup.apply(r)?;
+        cgroup.apply(&with_default_devices(r, linux.devices().as_deref().unwrap_or_default()))?;
     }
     std::fs::write(dir.join("config.json"), serde_json::to_vec(spec).expect("spec serializes"))
         .map_err(Error::io("save config.json in the state dir"))?;

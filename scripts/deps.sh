@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages beam's build, demo and tests need (idempotent).
+set -euo pipefail
+need=(busybox-static procps pkg-config python3)
+if [[ "${1:-}" == "--test" ]]; then
+  # reference runtimes for the podman test and the benchmarks; qemu + kmod for the cgroup v2 VM
+  need+=(runc crun podman uidmap hyperfine qemu-system-x86 kmod python3-pip)
+fi
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  echo "==> installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain (https://rustup.rs) and re-run" >&2
+  exit 1
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: unit + integration tests on this host, then the cgroup tests and the runtime
+# tests again inside a pure cgroup v2 VM (Debian 6.1 kernel under qemu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $EUID -eq 0 ]] || { echo "run as root: sudo bash scripts/test.sh" >&2; exit 1; }
+bash scripts/deps.sh --test
+echo "==> cargo test (host: $(grep -c cgroup2 /proc/self/mountinfo) cgroup2 mount(s), kernel $(uname -r))"
+cargo test --all-targets -- --test-threads=2
+if [[ "${BEAM_SKIP_VM:-}" == 1 ]]; then
+  echo "==> cgroup v2 VM skipped (BEAM_SKIP_VM=1)"
+else
+  echo "==> cgroup v2 VM"
+  bash tests/vm/cgroup-v2.sh
+fi
