@@ -34,6 +34,11 @@ pub enum Msg<'a> {
     Ready,
     /// Child → parent: setup failed; the text says what and how to fix it.
     Error(&'a [u8]),
+    /// Parent → child: start now (`run`, which still holds the channel, instead of start.sock).
+    Start,
+    /// Parent → child: the (v1) cgroup.procs writes are done (sent after `Go` when the child was told
+    /// to overlap its mounts with them: `InitPlan::late_cgroup`).
+    CgroupJoined,
 }
 
 const GO: u8 = 1;
@@ -44,6 +49,8 @@ const STATE: u8 = 5;
 const READY: u8 = 6;
 const ERROR: u8 = 7;
 const USER_NS: u8 = 8;
+const START: u8 = 9;
+const CGROUP_JOINED: u8 = 10;
 
 /// One end of the channel.
 #[derive(Debug)]
@@ -75,7 +82,7 @@ impl Channel {
     pub fn send(&self, msg: &Msg<'_>) -> Result<(), Errno> {
         let mut head = [0u8; 5];
         let (head_len, payload): (usize, &[u8]) = match msg {
-            Msg::Go | Msg::UserNs => (1, &[]),
+            Msg::Go | Msg::UserNs | Msg::Start | Msg::CgroupJoined => (1, &[]),
             Msg::Pid(p) => {
                 head[1..5].copy_from_slice(&p.to_le_bytes());
                 (5, &[])
@@ -89,6 +96,8 @@ impl Channel {
         head[0] = match msg {
             Msg::Go => GO,
             Msg::UserNs => USER_NS,
+            Msg::Start => START,
+            Msg::CgroupJoined => CGROUP_JOINED,
             Msg::Pid(_) => PID,
             Msg::CreateRuntime => CREATE_RUNTIME,
             Msg::HooksDone => HOOKS_DONE,
@@ -133,6 +142,8 @@ impl Channel {
         Ok(match buf[0] {
             GO => Msg::Go,
             USER_NS => Msg::UserNs,
+            START => Msg::Start,
+            CGROUP_JOINED => Msg::CgroupJoined,
             PID if n == 5 => Msg::Pid(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])),
             CREATE_RUNTIME => Msg::CreateRuntime,
             HOOKS_DONE => Msg::HooksDone,
@@ -167,6 +178,8 @@ mod tests {
             Msg::State(b"{\"id\":\"x\"}"),
             Msg::Ready,
             Msg::Error(b"mount /proc: EPERM"),
+            Msg::Start,
+            Msg::CgroupJoined,
         ];
         let mut buf = [0u8; 128];
         for m in &msgs {

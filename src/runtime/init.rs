@@ -60,19 +60,9 @@ pub fn container_child(plan: &InitPlan, chan: &Channel) -> ! {
             exit(1);
         }
     };
-    // Created: block until `beam-oci start` connects to start.sock.
-    let conn = loop {
-        // SAFETY: accept4 on our listening socket; we don't need the peer address.
-        let fd = unsafe {
-            libc::accept4(plan.start_listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
-        };
-        if fd >= 0 {
-            break fd;
-        }
-        if Errno::last() != Errno::EINTR {
-            exit(1);
-        }
-    };
+    // Created: block until `beam-oci start` connects to start.sock, or `run` (which still holds the
+    // channel) says Start. Either way, a failure from here on is written back to that peer.
+    let conn = wait_for_start(plan, chan);
     let err = match hooks::run_hooks("startContainer", &plan.child_hooks.start_container, &state[..state_len]) {
         Err(e) => {
             let mut b = StackBuf::<1024>::new();
@@ -81,10 +71,59 @@ pub fn container_child(plan: &InitPlan, chan: &Channel) -> ! {
         }
         Ok(()) => exec_process(&plan.process, &mut exe),
     };
-    // Tell `start` why the process could not be started; success closes `conn` on exec.
-    // SAFETY: writing a live buffer to the accepted connection.
-    unsafe { libc::write(conn, err.as_bytes().as_ptr().cast(), err.as_bytes().len()) };
+    // Tell the starter why the process could not be started; success closes `conn` on exec.
+    match conn {
+        Starter::Socket(fd) => {
+            // SAFETY: writing a live buffer to the accepted connection.
+            unsafe { libc::write(fd, err.as_bytes().as_ptr().cast(), err.as_bytes().len()) };
+        }
+        Starter::Channel => {
+            let _ = chan.send(&Msg::Error(err.as_bytes()));
+        }
+    }
     exit(127)
+}
+
+/// Who started us: a `start` connection on start.sock, or `run` over the channel.
+enum Starter {
+    Socket(RawFd),
+    Channel,
+}
+
+fn wait_for_start(plan: &InitPlan, chan: &Channel) -> Starter {
+    let listener = plan.start_listener.as_raw_fd();
+    let mut fds = [
+        libc::pollfd { fd: listener, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: chan.raw_fd(), events: libc::POLLIN, revents: 0 },
+    ];
+    let mut n = 2;
+    loop {
+        // SAFETY: poll on our own array of n live pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, -1) } < 0 {
+            if Errno::last() == Errno::EINTR {
+                continue;
+            }
+            exit(1);
+        }
+        if n == 2 && fds[1].revents != 0 {
+            let mut buf = [0u8; 16];
+            match chan.recv(&mut buf) {
+                Ok(Msg::Start) => return Starter::Channel,
+                // `create` exited and closed its end: from now on only start.sock counts.
+                _ => n = 1,
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            // SAFETY: accept4 on our listening socket; we don't need the peer address.
+            let fd = unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+            if fd >= 0 {
+                return Starter::Socket(fd);
+            }
+            if Errno::last() != Errno::EINTR && Errno::last() != Errno::EAGAIN {
+                exit(1);
+            }
+        }
+    }
 }
 
 fn setup(plan: &InitPlan, chan: &Channel, exe: &mut StackBuf<4096>, state: &mut [u8]) -> Result<usize, InitError> {
@@ -105,10 +144,15 @@ fn setup(plan: &InitPlan, chan: &Channel, exe: &mut StackBuf<4096>, state: &mut 
     if ns.new_user {
         become_root()?;
     }
-    if ns.unshare_flags != 0 {
-        // SAFETY: unshare with flags only.
-        check(unsafe { libc::unshare(ns.unshare_flags) }, "unshare(namespaces)")?;
-    }
+    let unshare = |flags| -> Result<(), InitError> {
+        if flags != 0 {
+            // SAFETY: unshare with flags only.
+            check(unsafe { libc::unshare(flags) }, "unshare(namespaces)")?;
+        }
+        Ok(())
+    };
+    let cgroupns_later = if plan.late_cgroup { ns.unshare_flags & libc::CLONE_NEWCGROUP } else { 0 };
+    unshare(ns.unshare_flags & !cgroupns_later)?;
     if let Some(offsets) = &ns.time_offsets {
         write_file(c"/proc/self/timens_offsets", offsets.as_bytes())
             .map_err(|e| fail!("linux.timeOffsets: write /proc/self/timens_offsets: {}", e.desc()))?;
@@ -130,6 +174,10 @@ fn setup(plan: &InitPlan, chan: &Channel, exe: &mut StackBuf<4096>, state: &mut 
         chan.expect(&Msg::HooksDone).map_err(|_| fail!("createRuntime hooks failed"))?;
     }
     mounts::prepare_rootfs(&plan.rootfs).map_err(|e| fail!("{e}"))?;
+    if plan.late_cgroup {
+        chan.expect(&Msg::CgroupJoined).map_err(|e| fail!("waiting for the runtime: {}", e.desc()))?;
+        unshare(cgroupns_later)?;
+    }
     hooks::run_hooks("createContainer", &plan.child_hooks.create_container, &state[..state_len]).map_err(|e| fail!("{e}"))?;
     mounts::enter_rootfs(&plan.rootfs).map_err(|e| fail!("{e}"))?;
     for (path, value) in &plan.sysctl {

@@ -181,6 +181,10 @@ pub struct InitPlan {
     pub runtime_hooks: bool,
     /// The listening socket `start` connects to.
     pub start_listener: OwnedFd,
+    /// v1 fast path without hooks: the parent sends `Go` before writing cgroup.procs (which can stall
+    /// for an RCU grace period) and `CgroupJoined` after; the child mounts in between and unshares its
+    /// cgroup namespace only once it is inside the cgroup. Set by the caller.
+    pub late_cgroup: bool,
 }
 
 impl InitPlan {
@@ -222,6 +226,7 @@ impl InitPlan {
             runtime_hooks,
             start_listener,
             ns,
+            late_cgroup: false,
         })
     }
 }

@@ -9,26 +9,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# The lib's unit-test executable, from cargo's JSON messages.
-lib_test_bin() {
-    cargo test --lib --no-run --message-format=json-render-diagnostics |
+# Test executables from cargo's JSON messages: `test_bins --lib` or `test_bins --test NAME`.
+test_bins() {
+    cargo test "$@" --no-run --message-format=json-render-diagnostics |
         python3 -c '
 import json, sys
 for line in sys.stdin:
     try: m = json.loads(line)
     except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and "lib" in m["target"]["kind"] \
-            and m["profile"]["test"]:
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])'
 }
 
-BIN=${BEAM_TEST_BIN:-$(lib_test_bin | tail -n1)}
+BIN=${BEAM_TEST_BIN:-$(test_bins --lib | tail -n1)}
 [ -x "$BIN" ] || { echo "cgroup-v2.sh: no lib test binary (build failed?)" >&2; exit 1; }
+# beam-oci end to end (the binary path is compiled into the test executable).
+OCI=$(test_bins --test oci_runtime | tail -n1)
+[ -x "$OCI" ] || { echo "cgroup-v2.sh: no oci_runtime test binary (build failed?)" >&2; exit 1; }
 
 q() { printf '%q ' "$@"; }
 GUEST=(
     "echo '== cgroup unit + kernel tests (pure v2)'"
     "$(q "$BIN" runtime::cgroups --test-threads=2 "$@")"
+    "echo '== beam-oci end to end (pure v2)'"
+    "$(q "$OCI" --test-threads=2 "$@")"
 )
 SCRIPT=$(printf '%s && ' "${GUEST[@]}")
 exec tests/vm/run.sh bash -c "set -o pipefail; ${SCRIPT}true"

@@ -115,6 +115,13 @@ fn with_default_devices(r: &LinuxResources, devices: &[LinuxDevice]) -> LinuxRes
 pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
     validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
+    Ok(create_loaded(root, &bundle, opts)?.0)
+}
+
+/// `create` on an already loaded bundle; also returns the channel to the waiting init, over which
+/// `run` starts it without going through start.sock.
+pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Result<(ContainerState, Channel)> {
+    validate_id(&opts.id)?;
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref().expect("validated");
     let process = spec.process().as_ref().expect("validated");
@@ -142,9 +149,10 @@ pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
         _ => CgroupMount::V1 { hierarchies: cgroup.hierarchy_dirs()? },
     };
     let rootfs_opts = RootfsOptions { no_pivot: opts.no_pivot, cgroup: cgroup_mount, bundle: bundle.dir.clone() };
-    let plan = InitPlan::new(&bundle, &rootfs_opts, opts.console, opts.preserve_fds, OwnedFd::from(listener))?;
+    let mut plan = InitPlan::new(bundle, &rootfs_opts, opts.console, opts.preserve_fds, OwnedFd::from(listener))?;
     let (parent_chan, child_chan) = channel::pair()?;
     let cgroup_fd = cgroup.v2_dir_fd()?;
+    plan.late_cgroup = cgroup_fd.is_none() && !plan.ns.fork && !plan.runtime_hooks && plan.child_hooks.is_empty();
 
     // SAFETY: beam-oci is single-threaded; the child only runs `init::container_child`, which works on
     // the prepared plan, and never returns.
@@ -168,13 +176,20 @@ pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
         write_proc(pid, "uid_map", &ns.uid_map)?;
         write_proc(pid, "gid_map", &ns.gid_map)?;
     }
-    if cgroup_fd.is_none() {
-        cgroup.add_pid(pid)?;
-    }
     if let Some(adj) = process.oom_score_adj() {
         write_proc(pid, "oom_score_adj", &adj.to_string())?;
     }
-    parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
+    if plan.late_cgroup {
+        // Let the child mount while we join it to the v1 hierarchies (see InitPlan::late_cgroup).
+        parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
+        cgroup.add_pid(pid)?;
+        parent_chan.send(&Msg::CgroupJoined).map_err(Error::errno("sync with the container process"))?;
+    } else {
+        if cgroup_fd.is_none() {
+            cgroup.add_pid(pid)?;
+        }
+        parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
+    }
 
     let mut init_pid = pid;
     if ns.fork {
@@ -218,5 +233,5 @@ pub fn create(root: &Root, opts: CreateOptions) -> Result<ContainerState> {
         write_pid_file(p, init_pid)?;
     }
     guard.armed = false;
-    Ok(state)
+    Ok((state, parent_chan))
 }

@@ -1,6 +1,7 @@
 //! `run`: create + start, then (unless --detach) wait for the container, forwarding signals, and delete it.
 
-use super::create::{CreateOptions, create};
+use super::create::{CreateOptions, create_loaded};
+use crate::runtime::channel::Msg;
 use super::{Error, Result, delete, start};
 use crate::runtime::console;
 use crate::runtime::state::Root;
@@ -30,6 +31,7 @@ pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
     // to us so we can wait for it.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    crate::runtime::spec::validate_id(&opts.id)?;
     let bundle = crate::runtime::spec::Bundle::load(&opts.bundle)?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let mut relay_end = None;
@@ -42,8 +44,9 @@ pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
         }
         _ => None,
     };
-    let st = create(
+    let (mut st, chan) = create_loaded(
         root,
+        &bundle,
         CreateOptions {
             id: opts.id.clone(),
             bundle: opts.bundle.clone(),
@@ -57,10 +60,23 @@ pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
         Some(sock) => Some(console::recv_pty_master(sock.as_fd())?),
         None => None,
     };
-    if let Err(e) = start::start(root, &opts.id) {
+    // Start over the channel we still hold: EOF means the process exec'd, a message is why not.
+    let mut buf = [0u8; 4096];
+    let failed = match chan.send(&Msg::Start) {
+        Err(e) => Some(Error::errno("starting the container")(e)),
+        Ok(()) => match chan.recv(&mut buf) {
+            Err(nix::errno::Errno::EPIPE) => None,
+            Ok(Msg::Error(text)) => Some(Error::Child(String::from_utf8_lossy(text).into_owned())),
+            Ok(m) => Some(Error::Child(format!("protocol error: unexpected {m:?} at start"))),
+            Err(e) => Some(Error::errno("starting the container")(e)),
+        },
+    };
+    drop(chan);
+    if let Some(e) = failed {
         let _ = delete::delete(root, &opts.id, true);
         return Err(e);
     }
+    start::started(root, &mut st, &bundle.spec)?;
     if opts.detach {
         return Ok(0);
     }
