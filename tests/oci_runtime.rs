@@ -426,3 +426,65 @@ fn version_features_and_spec() {
     let e = cx.fails(&["--systemd-cgroup", "list"]);
     assert!(e.contains("cgroupfs"), "{e}");
 }
+
+#[test]
+fn join_namespaces_by_path_and_time_namespace() {
+    require_root!();
+    let cx = Ctx::new("join");
+    let mut a = cx.bundle("a", &["sleep", "1000"]);
+    a.config["hostname"] = json!("alpha");
+    a.save();
+    let ida = cx.id("a");
+    cx.ok(&["run", "-d", "--bundle", a.path(), &ida]);
+    let apid = cx.state(&ida)["pid"].as_i64().unwrap();
+    // B joins A's pid and uts namespaces by path (the slow path: setns + fork into the pid namespace)
+    // and gets a new time namespace with boottime moved a year ahead.
+    let mut b = cx.bundle("b", &["sh", "-c", "hostname; ps -o comm | grep -c '^sleep$'; echo $$; cut -d. -f1 /proc/uptime"]);
+    b.config.as_object_mut().unwrap().remove("hostname");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in ns.iter_mut() {
+        if n["type"] == "pid" || n["type"] == "uts" {
+            n["path"] = json!(format!("/proc/{apid}/ns/{}", n["type"].as_str().unwrap()));
+        }
+    }
+    ns.push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 31_536_000, "nanosecs": 0}});
+    b.save();
+    let out = cx.ok(&["run", "--bundle", b.path(), &cx.id("b")]);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "alpha", "{out}");
+    assert_eq!(l[1], "1", "B sees A's sleep: {out}");
+    assert_ne!(l[2], "1", "B is not pid 1 in A's pid namespace: {out}");
+    let uptime: u64 = l[3].parse().unwrap();
+    assert!(uptime >= 31_536_000, "boottime offset not applied: {out}");
+}
+
+#[test]
+fn no_pivot_preserve_fds_and_domainname() {
+    require_root!();
+    let cx = Ctx::new("nopivot");
+    let mut b = cx.bundle("b", &["sh", "-c", "cat <&3; cat /proc/sys/kernel/domainname; ls /proc/self/fd | wc -l"]);
+    b.config["domainname"] = json!("example.org");
+    b.save();
+    let data = cx.tmp.path().join("fd3");
+    std::fs::write(&data, "passed through fd 3\n").unwrap();
+    let f = std::fs::File::open(&data).unwrap();
+    let mut c = cx.cmd(&["run", "--no-pivot", "--preserve-fds", "1", "--bundle", b.path(), &cx.id("c")]);
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = f.as_raw_fd();
+    // SAFETY: dup2/fcntl in the forked child before exec: the file becomes fd 3 without CLOEXEC
+    // (dup2 onto itself would keep the flag, hence the explicit F_SETFD).
+    unsafe {
+        c.pre_exec(move || {
+            if nix::libc::dup2(raw, 3) < 0 || nix::libc::fcntl(3, nix::libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0,1,2,3 and the one ls opens
+    assert_eq!(stdout(&out), "passed through fd 3\nexample.org\n5\n");
+}

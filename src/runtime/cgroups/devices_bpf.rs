@@ -33,7 +33,7 @@
 
 use super::CgroupError;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -167,20 +167,19 @@ pub(crate) fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, CgroupEr
     let mut fixups: Vec<(usize, Verdict)> = vec![];
     for r in rules.iter().rev() {
         // Jumps to the next rule: their offsets are set when the block is complete.
-        let start = p.len();
         let mut to_next = vec![p.len()];
         p.push(insn(JMP_JNE_K, 2, 0, 0, r.typ));
         for (reg, val) in [(4u8, r.major), (5, r.minor)] {
             let Some(v) = val else { continue };
-            to_next.push(p.len());
             match i32::try_from(v) {
-                Ok(imm) => p.push(insn(JMP_JNE_K, reg, 0, 0, imm)),
+                Ok(imm) => {
+                    to_next.push(p.len());
+                    p.push(insn(JMP_JNE_K, reg, 0, 0, imm));
+                }
                 // An immediate is sign-extended to 64 bits; compare with a zero-extended r1 instead.
                 Err(_) => {
                     p.push(insn(ALU_MOV_K, 1, 0, 0, v as i32));
-                    let last = p.len();
-                    to_next.pop();
-                    to_next.push(last);
+                    to_next.push(p.len());
                     p.push(insn(JMP_JNE_X, reg, 1, 0, 0));
                 }
             }
@@ -190,18 +189,21 @@ pub(crate) fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, CgroupEr
         } else {
             Verdict::Deny
         };
-        fixups.push((p.len(), verdict));
         match (r.allow, r.access == ACC_ALL) {
-            (_, true) => p.push(insn(JMP_JA, 0, 0, 0, 0)),
+            (_, true) => {
+                fixups.push((p.len(), verdict));
+                p.push(insn(JMP_JA, 0, 0, 0, 0));
+            }
             (true, false) => {
                 p.push(insn(ALU_AND_K, 3, 0, 0, !(r.access as i32)));
-                fixups.pop();
                 fixups.push((p.len(), verdict));
                 p.push(insn(JMP_JEQ_K, 3, 0, 0, 0));
             }
-            (false, false) => p.push(insn(JMP_JSET_K, 3, 0, 0, r.access as i32)),
+            (false, false) => {
+                fixups.push((p.len(), verdict));
+                p.push(insn(JMP_JSET_K, 3, 0, 0, r.access as i32));
+            }
         }
-        debug_assert!(p.len() > start);
         let next = p.len();
         for i in to_next {
             p[i].off = jump_off(i, next);
@@ -245,7 +247,7 @@ pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgrou
         .open(dir)
         .map_err(|e| CgroupError::io(dir, format!("open: {e}; was create() called?")))?;
     let cg = OwnedFd::from(cg);
-    let old = attached(cg.as_fd_borrowed()).map_err(&fail)?;
+    let old = attached(cg.as_fd()).map_err(&fail)?;
     let old: Vec<OwnedFd> = old
         .into_iter()
         .filter_map(|id| match prog_fd_by_id(id) {
@@ -296,16 +298,6 @@ pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgrou
         dir.display()
     );
     Ok(())
-}
-
-trait AsFdBorrowed {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
-}
-
-impl AsFdBorrowed for OwnedFd {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
-    }
 }
 
 /// bpf(2) with an attr struct that is a prefix of `union bpf_attr`.
@@ -496,5 +488,3 @@ fn prog_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
     unsafe { sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }.map(owned)
 }
 
-#[cfg(test)]
-mod tests;

@@ -24,6 +24,7 @@
 //! Device rules (linux.resources.devices) are enforced on v1 only: v2 needs an eBPF program, which is
 //! not written yet; `apply` logs a warning then.
 
+mod devices_bpf;
 mod stats;
 #[cfg(test)]
 mod tests;

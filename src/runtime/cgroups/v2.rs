@@ -77,11 +77,9 @@ pub(crate) fn apply(dir: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
             &what,
         )?;
     }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        tracing::warn!(
-            "linux.resources.devices NOT ENFORCED: device rules on cgroup v2 need an eBPF program, which \
-             beam does not load yet; the container can open any device node it can see"
-        );
+    if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+        // An eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE), replacing the one a previous apply attached.
+        super::devices_bpf::apply(dir, rules)?;
     }
     if let Some(u) = r.unified() {
         let mut keys: Vec<&String> = u.keys().collect();
