@@ -7,6 +7,9 @@
 //! hooks run in the container (createContainer/startContainer, via std::process) and error paths.
 //! Both only happen in the single-threaded `beam-oci` binary.
 
+// InitError is a 1 KiB stack buffer on purpose: the child must not allocate, so no Box.
+#![allow(clippy::result_large_err)]
+
 use crate::runtime::channel::{Channel, Msg};
 use crate::runtime::plan::{InitPlan, ProcessPlan};
 use crate::runtime::sys::{self, StackBuf};

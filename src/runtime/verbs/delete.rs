@@ -45,12 +45,11 @@ pub fn destroy(root: &Root, st: &ContainerState) -> Result<()> {
         st.cgroup.kill_all(Signal::SIGKILL)?;
     }
     st.cgroup.destroy()?;
-    if let Ok(spec) = saved_spec(root, &st.id) {
-        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
-            let json = serde_json::to_vec(&st.oci_json(Status::Stopped)).expect("state serializes");
-            if let Err(e) = hooks::run_hooks("poststop", &h, &json) {
-                tracing::warn!("{e}");
-            }
+    let poststop = saved_spec(root, &st.id).ok().and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
+    if let Some(h) = poststop {
+        let json = serde_json::to_vec(&st.oci_json(Status::Stopped)).expect("state serializes");
+        if let Err(e) = hooks::run_hooks("poststop", &h, &json) {
+            tracing::warn!("{e}");
         }
     }
     root.remove(&st.id)?;

@@ -210,6 +210,7 @@ fn child_error(chan: &Channel) -> Option<Error> {
     }
 }
 
+#[allow(clippy::result_large_err)] // InitError lives on the stack: the child must not allocate
 fn exec_child(joins: &[(i32, libc::c_int)], plan: &ProcessPlan, chan: &Channel) -> ! {
     let err = (|| -> std::result::Result<(), InitError> {
         // SAFETY: prctl with integer arguments (see init.rs: CVE-2019-5736).

@@ -31,11 +31,11 @@ pub fn table(root: &Root, id: &str, ps_args: &[String]) -> Result<String> {
         .ok_or_else(|| Error::Usage("ps output has no PID column; pass ps options that print one".into()))?;
     let mut result = format!("{header}\n");
     for l in lines {
-        if let Some(Ok(pid)) = l.split_whitespace().nth(col).map(str::parse::<i32>) {
-            if pids.contains(&pid) {
-                result += l;
-                result.push('\n');
-            }
+        if let Some(Ok(pid)) = l.split_whitespace().nth(col).map(str::parse::<i32>)
+            && pids.contains(&pid)
+        {
+            result += l;
+            result.push('\n');
         }
     }
     Ok(result)
