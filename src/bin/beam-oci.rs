@@ -1,7 +1,7 @@
 //! `beam-oci`: a runc-compatible OCI runtime on beam's runtime library.
 
 use beam::runtime::verbs::{self, Error, Global};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod logging {
@@ -38,6 +38,29 @@ struct Cli {
     cmd: Option<Cmd>,
 }
 
+/// The flags `create` and `run` share.
+#[derive(Args)]
+struct CreateArgs {
+    /// The bundle: a directory with config.json and the root filesystem.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container init's host pid here.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// A unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is true.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Pass this many fds after stdio (3, 4, …) into the container.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    /// chroot instead of pivot_root (for ramdisk roots).
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted for runc compatibility (beam-oci never creates session keyrings).
+    #[arg(long, hide = true)]
+    no_new_keyring: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -48,18 +71,8 @@ enum LogFormat {
 enum Cmd {
     /// Create a container (its process waits for `start`).
     Create {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: i32,
-        #[arg(long)]
-        no_pivot: bool,
-        #[arg(long, hide = true)]
-        no_new_keyring: bool,
+        #[command(flatten)]
+        c: CreateArgs,
         id: String,
     },
     /// Start a created container.
@@ -82,22 +95,14 @@ enum Cmd {
     },
     /// Create and start a container, wait for it and delete it (unless --detach or --keep).
     Run {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: i32,
-        #[arg(long)]
-        no_pivot: bool,
+        #[command(flatten)]
+        c: CreateArgs,
+        /// Return once the container has started instead of waiting for it.
         #[arg(short, long)]
         detach: bool,
+        /// Keep the container's state after it exits (delete it later).
         #[arg(long)]
         keep: bool,
-        #[arg(long, hide = true)]
-        no_new_keyring: bool,
         id: String,
     },
     /// Run a new process in a container.
@@ -224,16 +229,21 @@ fn real_main(cli: Cli) -> Result<i32, Error> {
     }
     let g = Global { root: cli.root.clone() };
     match cmd {
-        Cmd::Create { bundle, pid_file, console_socket, preserve_fds, no_pivot, no_new_keyring: _, id } => {
+        Cmd::Create { c, id } => {
             let root = g.root()?;
-            let console = match console_socket {
+            let console = match c.console_socket {
                 Some(p) => Some(beam::runtime::console::connect_console_socket(&p)?),
                 None => None,
             };
-            verbs::create::create(
-                &root,
-                verbs::create::CreateOptions { id, bundle, pid_file, console, preserve_fds, no_pivot },
-            )?;
+            let opts = verbs::create::CreateOptions {
+                id,
+                bundle: c.bundle,
+                pid_file: c.pid_file,
+                console,
+                preserve_fds: c.preserve_fds,
+                no_pivot: c.no_pivot,
+            };
+            verbs::create::create(&root, opts)?;
         }
         Cmd::Start { id } => verbs::start::start(&g.root()?, &id)?,
         Cmd::State { id } => print_json(&verbs::list::state(&g.root()?, &id)?),
@@ -242,11 +252,18 @@ fn real_main(cli: Cli) -> Result<i32, Error> {
             verbs::kill::kill(&g.root()?, &id, sig, all)?
         }
         Cmd::Delete { force, id } => verbs::delete::delete(&g.root()?, &id, force)?,
-        Cmd::Run { bundle, pid_file, console_socket, preserve_fds, no_pivot, detach, keep, no_new_keyring: _, id } => {
-            return verbs::run::run(
-                &g.root()?,
-                verbs::run::RunOptions { id, bundle, pid_file, console_socket, preserve_fds, no_pivot, detach, keep },
-            );
+        Cmd::Run { c, detach, keep, id } => {
+            let opts = verbs::run::RunOptions {
+                id,
+                bundle: c.bundle,
+                pid_file: c.pid_file,
+                console_socket: c.console_socket,
+                preserve_fds: c.preserve_fds,
+                no_pivot: c.no_pivot,
+                detach,
+                keep,
+            };
+            return verbs::run::run(&g.root()?, opts);
         }
         Cmd::Exec {
             process, detach, pid_file, tty, console_socket, cwd, env, user, additional_gids, no_new_privs,

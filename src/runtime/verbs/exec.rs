@@ -1,7 +1,8 @@
 //! `exec`: run another process inside a created or running container — every namespace of its init,
 //! its cgroup, and the same security (capabilities, no_new_privs, seccomp) as the spec gives.
 
-use super::{Error, Result, load_in, run::forward_until_exit, saved_spec, write_pid_file};
+use super::run::{forward_until_exit, wait_exit};
+use super::{Error, Result, load_in, saved_spec, write_pid_file};
 use crate::runtime::channel::{self, Channel, Msg};
 use crate::runtime::console;
 use crate::runtime::init::{self, InitError};
@@ -123,17 +124,7 @@ pub fn exec(root: &Root, opts: ExecOptions) -> Result<i32> {
     let nss = target_namespaces(st.pid, &types)?;
 
     let terminal = process.terminal().unwrap_or(false);
-    let mut relay_end = None;
-    let console = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(console::connect_console_socket(p)?),
-        (None, true) if !opts.detach => {
-            let (ours, theirs) = console::console_socketpair()?;
-            relay_end = Some(ours);
-            Some(theirs)
-        }
-        (None, true) => return Err(Error::Usage("exec -t --detach needs --console-socket".into())),
-        _ => None,
-    };
+    let (console, relay_end) = super::console_for(opts.console_socket.as_deref(), terminal, opts.detach)?;
     let plan = ProcessPlan::new(&process, linux.seccomp().as_ref(), console, opts.preserve_fds)?;
     // pid and time namespaces apply to children: enter them here so the clone is born inside.
     for (fd, flag, name) in &nss {
@@ -188,12 +179,7 @@ pub fn exec(root: &Root, opts: ExecOptions) -> Result<i32> {
     match master {
         Some(m) => {
             console::relay(m)?;
-            let ws = waitpid(Pid::from_raw(pid), None).map_err(Error::errno("wait for the exec process"))?;
-            Ok(match ws {
-                nix::sys::wait::WaitStatus::Exited(_, c) => c,
-                nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-                _ => 0,
-            })
+            wait_exit(pid)
         }
         None => forward_until_exit(pid),
     }

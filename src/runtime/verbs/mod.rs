@@ -96,6 +96,24 @@ pub fn short_unix_path(dir: &Path, name: &str) -> Result<(Option<OwnedFd>, PathB
     Ok((Some(fd), p))
 }
 
+/// The console for a process with `terminal`: (the fd handed to the child, our end to relay from).
+/// With `--console-socket` the child sends the pty master there; in the foreground without one, we make a
+/// socketpair, receive the master ourselves and relay our stdio (`console::relay`).
+pub fn console_for(socket: Option<&Path>, terminal: bool, detach: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    use crate::runtime::console;
+    Ok(match (socket, terminal) {
+        (Some(p), true) => (Some(console::connect_console_socket(p)?), None),
+        (None, true) if !detach => {
+            let (ours, theirs) = console::console_socketpair()?;
+            (Some(theirs), Some(ours))
+        }
+        (None, true) => {
+            return Err(Error::Usage("a terminal with --detach needs --console-socket to hand the pty to".into()));
+        }
+        _ => (None, None),
+    })
+}
+
 /// Write a pid file atomically (podman and conmon read it as soon as it appears).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("beam-tmp");

@@ -34,16 +34,7 @@ pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
     crate::runtime::spec::validate_id(&opts.id)?;
     let bundle = crate::runtime::spec::Bundle::load(&opts.bundle)?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
-    let mut relay_end = None;
-    let console = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(console::connect_console_socket(p)?),
-        (None, true) if !opts.detach => {
-            let (ours, theirs) = console::console_socketpair()?;
-            relay_end = Some(ours);
-            Some(theirs)
-        }
-        _ => None,
-    };
+    let (console, relay_end) = super::console_for(opts.console_socket.as_deref(), terminal, opts.detach)?;
     let (mut st, chan) = create_loaded(
         root,
         &bundle,
@@ -101,7 +92,7 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
     }
 }
 
-fn wait_exit(pid: i32) -> Result<i32> {
+pub fn wait_exit(pid: i32) -> Result<i32> {
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(ws) => {
