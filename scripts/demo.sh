@@ -10,7 +10,7 @@ bundle=$(mktemp -d /tmp/beam-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/sys" "$bundle/rootfs/dev" "$bundle/rootfs/tmp"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
-for a in $(/bin/busybox --list); do ln -sf busybox "$bundle/rootfs/bin/$a"; done
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$bundle/rootfs/bin/$a"; done
 "$PWD/$bin" spec --bundle "$bundle"
 # non-interactive: no terminal; print who and where we are
 python3 - "$bundle/config.json" <<'PY'
