@@ -21,8 +21,8 @@
 //!   `<unified>/<path>` (best effort) so that `0::` in /proc/<pid>/cgroup names the container.
 //! - legacy v1: as hybrid without the unified hierarchy.
 //!
-//! Device rules (linux.resources.devices) are enforced on v1 only: v2 needs an eBPF program, which is
-//! not written yet; `apply` logs a warning then.
+//! Device rules (linux.resources.devices): v1 writes devices.allow/deny; v2 compiles them to an eBPF
+//! program attached to the cgroup (`devices_bpf`), replaced atomically on `update`.
 
 mod devices_bpf;
 mod stats;

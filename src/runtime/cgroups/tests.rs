@@ -421,7 +421,7 @@ fn create_apply_read_back() {
         .unwrap();
     let e = g.cg.apply(&bad).unwrap_err().to_string();
     assert!(e.contains("cpuset.cpus") && e.contains("4095"), "{e}");
-    // Device rules: enforced on v1 (devices.list), a warning on v2.
+    // Device rules: enforced on v1 (devices.list) and on v2 (eBPF, see devices_bpf).
     let devs = LinuxResourcesBuilder::default()
         .devices(vec![
             LinuxDeviceCgroupBuilder::default()
