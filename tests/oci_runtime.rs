@@ -294,14 +294,15 @@ fn user_namespace_maps_root() {
 fn sysctl_rlimits_user_and_cwd() {
     require_root!();
     let cx = Ctx::new("proc");
-    let mut b = cx.bundle("b", &["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; id -u; id -g; id -G; pwd"]);
+    let mut b = cx.bundle("b", &["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; id -u; id -g; id -G; pwd; umask; cat /proc/self/oom_score_adj"]);
+    b.config["process"]["oomScoreAdj"] = json!(500);
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 321}]);
-    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [1002], "umask": 23});
     b.config["process"]["cwd"] = json!("/work/dir");
     b.save();
     let out = cx.ok(&["run", "--bundle", b.path(), &cx.id("c")]);
-    assert_eq!(out, "1\n321\n1000\n1001\n1001 1002\n/work/dir\n");
+    assert_eq!(out, "1\n321\n1000\n1001\n1001 1002\n/work/dir\n0027\n500\n");
 }
 
 #[test]

@@ -231,6 +231,12 @@ impl Target {
     }
 }
 
+/// Names that only the 32-bit ABIs have (`bdflush`, `socketcall`, …): real syscalls that profiles such as
+/// podman's list, skipped quietly (debug) rather than warned about like a typo.
+fn exists_on_32bit(name: &str) -> bool {
+    syscalls::x86::Sysno::from_str(name).is_ok() || syscalls::arm::Sysno::from_str(name).is_ok()
+}
+
 /// Everything the profile says about one syscall number.
 #[derive(Debug)]
 struct SyscallRules {
@@ -267,7 +273,7 @@ fn compile_for(seccomp: &LinuxSeccomp, target: Target) -> Result<SeccompProgram,
         }
         for name in names {
             let Some(nr) = target.syscall(name) else {
-                if target.other().syscall(name).is_some() {
+                if target.other().syscall(name).is_some() || exists_on_32bit(name) {
                     tracing::debug!(syscall = %name, arch = ?target, "seccomp: syscall does not exist on this architecture; skipped");
                 } else {
                     unknown.push(name);
@@ -287,7 +293,7 @@ fn compile_for(seccomp: &LinuxSeccomp, target: Target) -> Result<SeccompProgram,
         }
     }
     if !unknown.is_empty() {
-        tracing::debug!(syscalls = ?unknown, "seccomp: unknown syscall names in the profile were skipped (as runc)");
+        tracing::warn!(syscalls = ?unknown, "seccomp: unknown syscall names in the profile were skipped");
     }
 
     // What a listed but untranslatable architecture gets (module doc, step 1).
