@@ -5,6 +5,8 @@ need=(busybox-static procps pkg-config python3)
 if [[ "${1:-}" == "--test" ]]; then
   # reference runtimes for the podman test and the benchmarks; qemu + kmod for the cgroup v2 VM
   need+=(runc crun podman uidmap hyperfine qemu-system-x86 kmod python3-pip)
+  # images: a real registry, debootstrap for recipes, skopeo/umoci to make test fixtures, zstd for benches
+  need+=(docker-registry debootstrap skopeo umoci zstd)
 fi
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,1 +1,0 @@
-//! recipe (in progress)

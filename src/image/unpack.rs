@@ -1,1 +1,0 @@
-//! unpack (in progress)
