@@ -105,7 +105,9 @@ fn rootfs_whiteout_and_opaque_dir() {
     // SAFETY: valid NUL-terminated path and name; value is a 1-byte buffer.
     let r = unsafe { libc::setxattr(d.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0) };
     assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
-    for (readonly, method) in [(false, Method::Auto), (true, Method::Auto), (false, Method::Legacy), (true, Method::Legacy)] {
+    for (readonly, method) in
+        [(false, Method::Auto), (true, Method::Auto), (false, Method::Legacy), (true, Method::Legacy)]
+    {
         let dir = t.path().join(format!("c-{readonly}-{method:?}"));
         let _g = DirGuard(dir.clone());
         let r = rootfs::mount_with(&[low.clone(), up.clone()], &dir, readonly, method).unwrap();
@@ -214,7 +216,8 @@ fn busybox_recipe_builds_in_seconds_and_runs() {
     let (code, out, err) = w.run(&img, &sh("echo hi"));
     assert_eq!((code, out.as_str()), (0, "hi\n"), "stderr: {err}");
     // The image's own Cmd (sh) with a script on stdin is not used here; Cmd alone:
-    let (code, out, _) = w.run(&img, &Overrides { cmd: Some(vec!["echo".into(), "from-cmd".into()]), ..Overrides::default() });
+    let (code, out, _) =
+        w.run(&img, &Overrides { cmd: Some(vec!["echo".into(), "from-cmd".into()]), ..Overrides::default() });
     assert_eq!((code, out.as_str()), (0, "from-cmd\n"));
     assert!(w.mounts_below().is_empty(), "leaked mounts: {:?}", w.mounts_below());
     assert_eq!(w.count("pins"), 0, "bundles unpinned");
@@ -235,13 +238,18 @@ fn bundle_honours_env_workdir_user_and_readonly() {
     let (code, out, err) = w.run(&img, &o);
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(out, "bar /bin:/usr/bin\n/srv/app\n65534\n65534\nboxy\nwritable\n");
-    let o = Overrides { user: Some("123:456".into()), readonly: true, ..sh("id -u; id -g; touch /x 2>/dev/null || echo read-only") };
+    let o = Overrides {
+        user: Some("123:456".into()),
+        readonly: true,
+        ..sh("id -u; id -g; touch /x 2>/dev/null || echo read-only")
+    };
     let (code, out, err) = w.run(&img, &o);
     assert_eq!((code, out.as_str()), (0, "123\n456\nread-only\n"), "stderr: {err}");
     // A user the image doesn't know: a clear error, nothing left mounted or pinned.
-    let e = bundle::create(&w.store, &img, &w.path().join("bad"), &Overrides { user: Some("nosuch".into()), ..sh("true") })
-        .unwrap_err()
-        .to_string();
+    let e =
+        bundle::create(&w.store, &img, &w.path().join("bad"), &Overrides { user: Some("nosuch".into()), ..sh("true") })
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("nosuch") && e.contains("passwd"), "{e}");
     assert!(!w.path().join("bad").exists());
     assert!(w.mounts_below().is_empty(), "leaked mounts: {:?}", w.mounts_below());
@@ -302,7 +310,11 @@ expose = [8080]
     let took = start.elapsed();
     eprintln!("cached rebuild: {took:?}");
     assert_eq!(again.id, img.id, "every step is a cache hit");
-    assert_eq!((w.count("blobs/sha256"), w.count("layers"), w.count("images")), (blobs, layers, images), "nothing new stored");
+    assert_eq!(
+        (w.count("blobs/sha256"), w.count("layers"), w.count("images")),
+        (blobs, layers, images),
+        "nothing new stored"
+    );
     assert!(took < Duration::from_secs(3), "cached rebuild took {took:?}");
 
     let (code, out, err) = w.run(&img, &Overrides::default());
@@ -310,7 +322,10 @@ expose = [8080]
     let (code, out, err) = w.run(&img, &sh("pwd; test -e /bin/vi && echo vi-present || echo vi-gone; echo $GREETING"));
     assert_eq!((code, out.as_str()), (0, "/data\nvi-gone\nhello\n"), "stderr: {err}");
     // The parent image still has vi: layers are shared, never modified.
-    let (_, out, _) = w.run(&w.store.resolve("beam.local/busybox:latest").unwrap_or_else(|_| w.busybox()), &sh("test -e /bin/vi && echo vi-present"));
+    let (_, out, _) = w.run(
+        &w.store.resolve("beam.local/busybox:latest").unwrap_or_else(|_| w.busybox()),
+        &sh("test -e /bin/vi && echo vi-present"),
+    );
     assert_eq!(out, "vi-present\n");
     assert!(w.mounts_below().is_empty(), "leaked mounts: {:?}", w.mounts_below());
 }
@@ -352,6 +367,22 @@ fn recipe_step_failure_names_command_and_code() {
 }
 
 #[test]
+fn recipe_build_cleans_up_after_killed_builds() {
+    require_root!();
+    let w = World::new("stale");
+    let img = w.busybox();
+    // A bundle left behind by a build process that no longer exists (pid 4194399: above the largest possible pid_max).
+    let stale = w.store.root().join("build").join("step-4194399-0-0000");
+    let b = bundle::create(&w.store, &img, &stale, &sh("true")).unwrap();
+    std::mem::forget(b); // as if the process was killed: still mounted and pinned
+    assert!(!w.mounts_below().is_empty());
+    w.busybox();
+    assert!(!stale.exists(), "stale build dir removed");
+    assert!(w.mounts_below().is_empty(), "leaked mounts: {:?}", w.mounts_below());
+    assert_eq!(w.count("pins"), 0);
+}
+
+#[test]
 fn recipe_unknown_key_is_named() {
     let w = World::new("key");
     let path = w.recipe("typo", "base = \"busybox\"\ncomands = [\"true\"]\n");
@@ -372,7 +403,13 @@ fn python_recipe_builds_and_runs() {
     let start = Instant::now();
     let img = recipe::build(&w.store, &images.join("python.toml"), &BuildOptions::default()).expect("build python");
     eprintln!("python.toml built in {:?}", start.elapsed());
-    let (code, out, err) = w.run(&img, &Overrides { cmd: Some(vec!["python3".into(), "-c".into(), "import sys; print(sys.version_info[0])".into()]), ..Overrides::default() });
+    let (code, out, err) = w.run(
+        &img,
+        &Overrides {
+            cmd: Some(vec!["python3".into(), "-c".into(), "import sys; print(sys.version_info[0])".into()]),
+            ..Overrides::default()
+        },
+    );
     assert_eq!((code, out.as_str()), (0, "3\n"), "stderr: {err}");
     let start = Instant::now();
     recipe::build(&w.store, &images.join("python.toml"), &World::quiet()).expect("rebuild");

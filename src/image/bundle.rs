@@ -80,8 +80,19 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 pub const EXPOSED_PORTS_ANNOTATION: &str = "org.opencontainers.image.exposedPorts";
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
 const HOST_FILES: [&str; 2] = ["etc/resolv.conf", "etc/hosts"];
@@ -122,7 +133,10 @@ pub fn create(store: &Store, image: &ImageRecord, dir: &Path, o: &Overrides) -> 
         move |e: std::io::Error| BundleError::Io { path, msg: e.to_string() }
     };
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(BundleError::Io { path: dir.into(), msg: "exists and is not empty; remove it or pick another dir".into() });
+        return Err(BundleError::Io {
+            path: dir.into(),
+            msg: "exists and is not empty; remove it or pick another dir".into(),
+        });
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
@@ -147,7 +161,8 @@ pub fn create(store: &Store, image: &ImageRecord, dir: &Path, o: &Overrides) -> 
             return Err(e.into());
         }
     };
-    let mut b = Bundle { dir, rootfs, readonly: o.readonly, host_files: Vec::new(), store: store.clone(), owner, live: true };
+    let mut b =
+        Bundle { dir, rootfs, readonly: o.readonly, host_files: Vec::new(), store: store.clone(), owner, live: true };
     match write_spec(&mut b, image, &cfg, o) {
         Ok(()) => Ok(b),
         Err(e) => {
@@ -157,7 +172,12 @@ pub fn create(store: &Store, image: &ImageRecord, dir: &Path, o: &Overrides) -> 
     }
 }
 
-fn write_spec(b: &mut Bundle, image: &ImageRecord, cfg: &oci_spec::image::Config, o: &Overrides) -> Result<(), BundleError> {
+fn write_spec(
+    b: &mut Bundle,
+    image: &ImageRecord,
+    cfg: &oci_spec::image::Config,
+    o: &Overrides,
+) -> Result<(), BundleError> {
     let entrypoint = o.entrypoint.clone().unwrap_or_else(|| cfg.entrypoint().clone().unwrap_or_default());
     let cmd = match (&o.cmd, &o.entrypoint) {
         (Some(c), _) => c.clone(),
@@ -188,7 +208,8 @@ fn write_spec(b: &mut Bundle, image: &ImageRecord, cfg: &oci_spec::image::Config
         .collect();
     let env = merge_env(&env, &overrides);
 
-    let mut cwd = o.workdir.clone().or_else(|| cfg.working_dir().clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    let mut cwd =
+        o.workdir.clone().or_else(|| cfg.working_dir().clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
         cwd.insert(0, '/');
     }
@@ -260,7 +281,8 @@ fn write_spec(b: &mut Bundle, image: &ImageRecord, cfg: &oci_spec::image::Config
 /// so distinct dirs never share a pin and the name still says whose pin it is.
 pub fn pin_owner(canonical_dir: &Path) -> String {
     let path = canonical_dir.to_string_lossy();
-    let clean: String = path.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let clean: String =
+        path.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
     let clean = clean.trim_start_matches(['_', '.']);
     let tail = &clean[clean.len().saturating_sub(150)..];
     let hash = crate::image::digest::Digest::of(path.as_bytes());
@@ -392,7 +414,8 @@ fn resolve_user(root: &File, spec: &str) -> Result<(u32, u32, Vec<u32>), BundleE
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            let members = f.get(3).map_or(Vec::new(), |m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect());
+            let members =
+                f.get(3).map_or(Vec::new(), |m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect());
             Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, members))
         })
         .collect();
@@ -442,8 +465,10 @@ mod tests {
     fn users_resolve_in_the_image() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
-        std::fs::write(t.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n").unwrap();
-        std::fs::write(t.path().join("etc/group"), "root:x:0:\napp:x:1001:\nstaff:x:50:app,other\nwheel:x:10:root\n").unwrap();
+        std::fs::write(t.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n")
+            .unwrap();
+        std::fs::write(t.path().join("etc/group"), "root:x:0:\napp:x:1001:\nstaff:x:50:app,other\nwheel:x:10:root\n")
+            .unwrap();
         let root = File::open(t.path()).unwrap();
         assert_eq!(resolve_user(&root, "").unwrap(), (0, 0, vec![]));
         assert_eq!(resolve_user(&root, "app").unwrap(), (1000, 1001, vec![50]));

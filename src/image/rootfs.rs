@@ -134,7 +134,8 @@ pub fn remove(dir: &Path) -> Result<(), RootfsError> {
         if is_mount_point(&merged) {
             return Err(RootfsError::Unmount {
                 target: merged,
-                msg: "still mounted after unmounting; not deleting the container dir (check /proc/self/mountinfo)".into(),
+                msg: "still mounted after unmounting; not deleting the container dir (check /proc/self/mountinfo)"
+                    .into(),
             });
         }
     }
@@ -300,7 +301,14 @@ fn mount_new_api(lowers: &[PathBuf], upper: Option<(&PathBuf, &PathBuf)>, target
     }
     // SAFETY: plain integer/NULL arguments.
     check(unsafe {
-        libc::syscall(libc::SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_char>(), 0)
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fsfd,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
     })
     .map_err(|e| failed(format!("creating the overlay ({} lowers): {e}{}{}", lowers.len(), fs_log(fsfd), hint(e))))?;
     // SAFETY: plain integer arguments.
@@ -311,14 +319,26 @@ fn mount_new_api(lowers: &[PathBuf], upper: Option<(&PathBuf, &PathBuf)>, target
     let t = cpath(target).map_err(NewApiError::Failed)?;
     // SAFETY: empty from-path with F_EMPTY_PATH; `t` is NUL-terminated.
     check(unsafe {
-        libc::syscall(libc::SYS_move_mount, mnt.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, t.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
     })
     .map_err(|e| failed(format!("move_mount: {e}{}", hint(e))))?;
     Ok(())
 }
 
 /// mount(2) with `lowerdir=<n>:…` names relative to `<dir>/l`, from a forked child that chdirs there.
-fn mount_legacy(lowers: &[PathBuf], upper: Option<(&PathBuf, &PathBuf)>, dir: &Path, target: &Path) -> Result<(), RootfsError> {
+fn mount_legacy(
+    lowers: &[PathBuf],
+    upper: Option<(&PathBuf, &PathBuf)>,
+    dir: &Path,
+    target: &Path,
+) -> Result<(), RootfsError> {
     let links = dir.join("l");
     if links.exists() {
         std::fs::remove_dir_all(&links).map_err(|e| RootfsError::Io { path: links.clone(), msg: e.to_string() })?;
@@ -343,7 +363,10 @@ fn mount_legacy(lowers: &[PathBuf], upper: Option<(&PathBuf, &PathBuf)>, dir: &P
     if data.len() >= page {
         return Err(RootfsError::Mount {
             target: target.to_path_buf(),
-            msg: format!("{} layers don't fit mount(2)'s {page}-byte option page; needs Linux ≥ 6.8 (lowerdir+)", lowers.len()),
+            msg: format!(
+                "{} layers don't fit mount(2)'s {page}-byte option page; needs Linux ≥ 6.8 (lowerdir+)",
+                lowers.len()
+            ),
         });
     }
     let (cdir, ctarget) = (cpath(&links)?, cpath(target)?);
@@ -352,7 +375,10 @@ fn mount_legacy(lowers: &[PathBuf], upper: Option<(&PathBuf, &PathBuf)>, dir: &P
     // fork, all async-signal-safe; the parent waits for it.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(RootfsError::Mount { target: target.to_path_buf(), msg: format!("fork: {}", nix::errno::Errno::last()) });
+        return Err(RootfsError::Mount {
+            target: target.to_path_buf(),
+            msg: format!("fork: {}", nix::errno::Errno::last()),
+        });
     }
     if pid == 0 {
         // SAFETY: see above; errno values fit in an exit status (< 256).

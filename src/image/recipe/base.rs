@@ -35,7 +35,10 @@ pub fn busybox_layer(store: &Store, bytes: &[u8], tmp: &Path) -> Result<LayerRec
         .output()
         .map_err(|e| base_err("busybox", format!("running {HOST_BUSYBOX} --list-full: {e}")))?;
     if !out.status.success() {
-        return Err(base_err("busybox", format!("{HOST_BUSYBOX} --list-full failed ({}): is it busybox-static?", out.status)));
+        return Err(base_err(
+            "busybox",
+            format!("{HOST_BUSYBOX} --list-full failed ({}): is it busybox-static?", out.status),
+        ));
     }
     let mut applets: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -47,9 +50,21 @@ pub fn busybox_layer(store: &Store, bytes: &[u8], tmp: &Path) -> Result<LayerRec
     let mtime = std::fs::metadata(HOST_BUSYBOX).map(|m| m.mtime().max(0) as u64).unwrap_or(0);
     let mut w = LayerWriter::create(tmp)?;
     let ctx = |e: std::io::Error| base_err("busybox", format!("writing the layer: {e}"));
-    let mut dirs: Vec<(String, u32)> = [("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("proc", 0o555), ("root", 0o700),
-        ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777), ("usr", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755),
-        ("var", 0o755), ("home", 0o755)]
+    let mut dirs: Vec<(String, u32)> = [
+        ("bin", 0o755),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("sbin", 0o755),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("var", 0o755),
+        ("home", 0o755),
+    ]
     .iter()
     .map(|(d, m)| (d.to_string(), *m))
     .collect();
@@ -75,9 +90,13 @@ pub fn busybox_layer(store: &Store, bytes: &[u8], tmp: &Path) -> Result<LayerRec
     for (d, mode) in &dirs {
         w.tar.append_data(&mut header(tar::EntryType::Directory, *mode, 0), d, std::io::empty()).map_err(ctx)?;
     }
-    w.tar.append_data(&mut header(tar::EntryType::Regular, 0o755, bytes.len() as u64), "bin/busybox", bytes).map_err(ctx)?;
+    w.tar
+        .append_data(&mut header(tar::EntryType::Regular, 0o755, bytes.len() as u64), "bin/busybox", bytes)
+        .map_err(ctx)?;
     for (path, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP)] {
-        w.tar.append_data(&mut header(tar::EntryType::Regular, 0o644, text.len() as u64), path, text.as_bytes()).map_err(ctx)?;
+        w.tar
+            .append_data(&mut header(tar::EntryType::Regular, 0o644, text.len() as u64), path, text.as_bytes())
+            .map_err(ctx)?;
     }
     for a in &applets {
         let depth = a.matches('/').count();
@@ -111,7 +130,9 @@ fn pick_mirror(sources: &[(String, Vec<String>)], suite: &str) -> String {
     sources
         .iter()
         .find(|(u, s)| ok(u) && s.iter().any(|x| x == suite))
-        .or_else(|| sources.iter().find(|(u, s)| ok(u) && !u.contains("security") && !s.iter().any(|x| x.contains("security"))))
+        .or_else(|| {
+            sources.iter().find(|(u, s)| ok(u) && !u.contains("security") && !s.iter().any(|x| x.contains("security")))
+        })
         .map_or_else(|| "http://deb.debian.org/debian".into(), |(u, _)| u.clone())
 }
 
@@ -167,7 +188,7 @@ impl Drop for TargetGuard {
 }
 
 /// Lazily unmount every mount at or below `dir`, deepest first.
-fn unmount_under(dir: &Path) {
+pub fn unmount_under(dir: &Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
     let mut points: Vec<PathBuf> = info
         .lines()
@@ -202,7 +223,13 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// `debootstrap --variant=minbase <suite> <tmp> <mirror>` into a temp dir under `work`, archived as one
 /// layer (without the host's resolv.conf/hostname that debootstrap copies in, and without apt's caches).
-pub fn debootstrap_layer(store: &Store, suite: &str, mirror: &str, work: &Path, quiet: bool) -> Result<LayerRecord, RecipeError> {
+pub fn debootstrap_layer(
+    store: &Store,
+    suite: &str,
+    mirror: &str,
+    work: &Path,
+    quiet: bool,
+) -> Result<LayerRecord, RecipeError> {
     let base = format!("debootstrap:{suite}");
     if !suite.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || suite.is_empty() {
         return Err(base_err(&base, "the suite must be a Debian suite name such as bookworm"));
@@ -232,7 +259,10 @@ pub fn debootstrap_layer(store: &Store, suite: &str, mirror: &str, work: &Path, 
         }
         return Err(base_err(
             &base,
-            format!("`debootstrap --variant=minbase {suite} {} {mirror}` failed ({status}); is the mirror reachable?{tail}", target.display()),
+            format!(
+                "`debootstrap --variant=minbase {suite} {} {mirror}` failed ({status}); is the mirror reachable?{tail}",
+                target.display()
+            ),
         ));
     }
     if !quiet {
@@ -280,7 +310,8 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(pick_mirror(&s, "bookworm"), "http://deb.debian.org/debian");
         assert_eq!(pick_mirror(&s, "trixie"), "http://deb.debian.org/debian");
-        let list = "# x\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian trixie main\ndeb-src http://x y z\n";
+        let list =
+            "# x\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian trixie main\ndeb-src http://x y z\n";
         let s = parse_sources_list(list);
         assert_eq!(s, [("http://mirror.example/debian".to_string(), vec!["trixie".to_string()])]);
         assert_eq!(pick_mirror(&[], "bookworm"), "http://deb.debian.org/debian");

@@ -40,8 +40,8 @@ fn io_err(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Rec
 impl LayerWriter {
     pub fn create(path: &Path) -> Result<Self, RecipeError> {
         let f = File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
-        let enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, f), ZSTD_LEVEL)
-            .map_err(io_err("starting zstd"))?;
+        let enc =
+            zstd::Encoder::new(BufWriter::with_capacity(1 << 20, f), ZSTD_LEVEL).map_err(io_err("starting zstd"))?;
         let mut tar = tar::Builder::new(HashingWriter::new(enc));
         tar.mode(tar::HeaderMode::Complete);
         Ok(Self { tar, path: path.to_path_buf() })
@@ -113,7 +113,8 @@ fn walk<W: Write>(
             .filter(|(k, _)| !k.starts_with("trusted.overlay."))
             .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
             .collect();
-        let append_pax = |tar: &mut tar::Builder<W>| tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)));
+        let append_pax =
+            |tar: &mut tar::Builder<W>| tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)));
         if ft.is_dir() {
             append_pax(tar)?;
             h.set_entry_type(tar::EntryType::Directory);
@@ -238,7 +239,9 @@ pub fn write_image(
     let mut config: Value = match parent {
         Some(p) => serde_json::from_slice(&store.read_blob(&p.id)?)
             .map_err(|e| RecipeError::Io { context: format!("parent config {}", p.id), msg: e.to_string() })?,
-        None => json!({"architecture": oci_arch(), "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}),
+        None => {
+            json!({"architecture": oci_arch(), "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}})
+        }
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     config["created"] = json!(now);

@@ -116,7 +116,9 @@ impl Recipe {
         let perr = |msg: String| RecipeError::Parse { path: origin.into(), msg };
         let r: Recipe = toml::from_str(text).map_err(|e| perr(e.message().to_string()))?;
         if r.base.trim().is_empty() {
-            return Err(perr("`base` is empty: busybox, debootstrap:<suite>, recipe:<name> or an image reference".into()));
+            return Err(perr(
+                "`base` is empty: busybox, debootstrap:<suite>, recipe:<name> or an image reference".into(),
+            ));
         }
         if let Some(c) = r.commands.iter().find(|c| c.trim().is_empty()) {
             return Err(perr(format!("empty command {c:?} in `commands`")));
@@ -136,12 +138,19 @@ impl Recipe {
 
 /// Build the recipe at `recipe_path`; `recipe:<name>` bases are looked up next to it.
 pub fn build(store: &Store, recipe_path: &Path, opts: &BuildOptions) -> Result<ImageRecord, RecipeError> {
+    clean_stale_work(store);
     Builder { store, opts, stack: Vec::new() }.build_file(recipe_path, opts.tag.as_deref())
 }
 
 /// Build a recipe given as text (e.g. [`BUSYBOX_RECIPE`]); `recipe_dir` resolves `recipe:` bases.
-pub fn build_str(store: &Store, text: &str, recipe_dir: Option<&Path>, opts: &BuildOptions) -> Result<ImageRecord, RecipeError> {
+pub fn build_str(
+    store: &Store,
+    text: &str,
+    recipe_dir: Option<&Path>,
+    opts: &BuildOptions,
+) -> Result<ImageRecord, RecipeError> {
     let recipe = Recipe::parse(text, "(inline)")?;
+    clean_stale_work(store);
     Builder { store, opts, stack: Vec::new() }.build_recipe(&recipe, recipe_dir, opts.tag.as_deref())
 }
 
@@ -164,6 +173,30 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{prefix}-{}-{}-{nanos:08x}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Remove what killed builds left in `<store>/build` (names carry the builder's pid; only entries of
+/// processes that no longer exist are touched): unmount, unpin, delete.
+fn clean_stale_work(store: &Store) {
+    let dir = store.root().join("build");
+    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split(['-', '.']).nth(1).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = e.path();
+        if path.is_dir() {
+            base::unmount_under(&path);
+            if let Ok(canon) = std::fs::canonicalize(&path) {
+                let _ = store.unpin(&bundle::pin_owner(&canon));
+            }
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// One step of a build.
@@ -198,11 +231,14 @@ impl Builder<'_> {
         let mut steps = Vec::new();
         if !r.env.is_empty() || r.workdir.is_some() {
             let env: Vec<String> = r.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let what = [(!env.is_empty()).then(|| format!("ENV {}", env.join(" "))), r.workdir.as_ref().map(|w| format!("WORKDIR {w}"))]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(", ");
+            let what = [
+                (!env.is_empty()).then(|| format!("ENV {}", env.join(" "))),
+                r.workdir.as_ref().map(|w| format!("WORKDIR {w}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
             steps.push(Step::Config { what, edit: json!({"env": env, "workdir": r.workdir}) });
         }
         for c in &r.commands {
@@ -271,10 +307,17 @@ impl Builder<'_> {
             mkdirs(&work)?;
             let layer = base::busybox_layer(self.store, &bytes, &work.join("layer.tar.zst"));
             let _ = std::fs::remove_dir_all(&work);
-            return layer::write_image(self.store, None, Some(layer?), "beam: busybox from the host", &names(&key), |c| {
-                c.insert("Env".into(), json!([bundle::DEFAULT_PATH]));
-                c.insert("Cmd".into(), json!(["sh"]));
-            });
+            return layer::write_image(
+                self.store,
+                None,
+                Some(layer?),
+                "beam: busybox from the host",
+                &names(&key),
+                |c| {
+                    c.insert("Env".into(), json!([bundle::DEFAULT_PATH]));
+                    c.insert("Cmd".into(), json!(["sh"]));
+                },
+            );
         }
         if let Some(suite) = base.strip_prefix("debootstrap:") {
             let mirror = base::host_mirror(suite);
@@ -320,16 +363,29 @@ impl Builder<'_> {
         self.say(format_args!("step {n}/{total}: {shown}"));
         let names = vec![format!("{CACHE_REPO}:{key}")];
         match step {
-            Step::Config { edit, .. } => layer::write_image(self.store, Some(parent), None, shown, &names, |c| apply_config(c, edit)),
+            Step::Config { edit, .. } => {
+                layer::write_image(self.store, Some(parent), None, shown, &names, |c| apply_config(c, edit))
+            }
             Step::Run { script, .. } => {
                 let layer = self.run_and_commit(parent, script)?;
-                layer::write_image(self.store, Some(parent), Some(layer), &format!("/bin/sh -c {script}"), &names, |_| {})
+                layer::write_image(
+                    self.store,
+                    Some(parent),
+                    Some(layer),
+                    &format!("/bin/sh -c {script}"),
+                    &names,
+                    |_| {},
+                )
             }
         }
     }
 
     /// Run `script` in a container on `parent` (host network, writable) and commit its upper dir.
-    fn run_and_commit(&mut self, parent: &ImageRecord, script: &str) -> Result<crate::image::store::LayerRecord, RecipeError> {
+    fn run_and_commit(
+        &mut self,
+        parent: &ImageRecord,
+        script: &str,
+    ) -> Result<crate::image::store::LayerRecord, RecipeError> {
         let rerr = |msg: String| RecipeError::Run { command: script.into(), msg };
         let work = self.work_dir("step");
         let log = self.store.root().join("build").join(format!("{}.log", unique("step")));
@@ -347,14 +403,17 @@ impl Builder<'_> {
         let result = (|| {
             if self.opts.quiet {
                 std::fs::write(&log, b"").map_err(|e| rerr(format!("{}: {e}", log.display())))?;
-                let mut spec: Value = serde_json::from_slice(&std::fs::read(b.config_path()).map_err(|e| rerr(e.to_string()))?)
-                    .map_err(|e| rerr(e.to_string()))?;
+                let mut spec: Value =
+                    serde_json::from_slice(&std::fs::read(b.config_path()).map_err(|e| rerr(e.to_string()))?)
+                        .map_err(|e| rerr(e.to_string()))?;
                 spec["mounts"].as_array_mut().expect("mounts").push(json!({
                     "destination": "/dev/.beam-build.log", "type": "bind", "source": log, "options": ["bind", "rw"],
                 }));
-                std::fs::write(b.config_path(), serde_json::to_vec_pretty(&spec).expect("json")).map_err(|e| rerr(e.to_string()))?;
+                std::fs::write(b.config_path(), serde_json::to_vec_pretty(&spec).expect("json"))
+                    .map_err(|e| rerr(e.to_string()))?;
             }
-            let root = crate::runtime::state::Root::new(&self.store.root().join("run")).map_err(|e| rerr(e.to_string()))?;
+            let root =
+                crate::runtime::state::Root::new(&self.store.root().join("run")).map_err(|e| rerr(e.to_string()))?;
             let opts = crate::runtime::verbs::run::RunOptions {
                 id: unique("beam-build"),
                 bundle: b.dir.clone(),
@@ -366,10 +425,12 @@ impl Builder<'_> {
                 keep: false,
             };
             let started = Instant::now();
-            let code = crate::runtime::verbs::run::run(&root, opts).map_err(|e| rerr(format!("running the container: {e}")))?;
+            let code = crate::runtime::verbs::run::run(&root, opts)
+                .map_err(|e| rerr(format!("running the container: {e}")))?;
             let ran = started.elapsed();
             if code != 0 {
-                let tail = std::fs::read_to_string(&log).map_or(String::new(), |t| format!(":\n{}", base::last_lines(&t, 30)));
+                let tail =
+                    std::fs::read_to_string(&log).map_or(String::new(), |t| format!(":\n{}", base::last_lines(&t, 30)));
                 return Err(RecipeError::StepFailed { command: script.into(), code, log: tail });
             }
             let mut w = layer::LayerWriter::create(&work.with_extension("layer.tar.zst"))?;
@@ -406,7 +467,13 @@ fn human_size(n: u64) -> String {
 /// Apply a config step's changes to an image config's `config` object.
 fn apply_config(c: &mut serde_json::Map<String, Value>, edit: &Value) {
     if let Some(env) = edit["env"].as_array().filter(|e| !e.is_empty()) {
-        let base: Vec<String> = c.get("Env").and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+        let base: Vec<String> = c
+            .get("Env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
         let over: Vec<String> = env.iter().filter_map(|v| v.as_str().map(String::from)).collect();
         c.insert("Env".into(), json!(bundle::merge_env(&base, &over)));
     }
@@ -434,7 +501,8 @@ fn apply_config(c: &mut serde_json::Map<String, Value>, edit: &Value) {
 }
 
 fn mkdirs(p: &Path) -> Result<(), RecipeError> {
-    std::fs::create_dir_all(p).map_err(|e| RecipeError::Io { context: format!("creating {}", p.display()), msg: e.to_string() })
+    std::fs::create_dir_all(p)
+        .map_err(|e| RecipeError::Io { context: format!("creating {}", p.display()), msg: e.to_string() })
 }
 
 /// Single-quote for /bin/sh.

@@ -1,0 +1,124 @@
+//! `beam image …` end to end, as a user runs it: build the embedded busybox recipe, run it, push it to a
+//! real registry (Debian's docker-registry on 127.0.0.1), pull it into another store, gc with a live
+//! container, and bad input. Root only.
+
+#[allow(dead_code)]
+mod common_registry;
+use common_registry::Registry;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn beam(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_beam"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn beam")
+}
+
+fn ok(root: &Path, args: &[&str]) -> String {
+    let o = beam(root, args);
+    assert!(o.status.success(), "beam {args:?}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(root: &Path, args: &[&str]) -> String {
+    let o = beam(root, args);
+    assert_eq!(o.status.code(), Some(1), "beam {args:?} should fail: {}", String::from_utf8_lossy(&o.stdout));
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(e.trim().lines().count(), 1, "not one line: {e}");
+    e
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn build_run_push_pull_gc() {
+    if !is_root() || !Path::new("/usr/bin/docker-registry").exists() {
+        eprintln!("skipped: needs root and docker-registry");
+        return;
+    }
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(a.path(), &["image", "build", "busybox", "-q"]);
+    let ls = ok(a.path(), &["image", "ls"]);
+    assert!(ls.contains("beam.local/busybox:latest"), "{ls}");
+    assert!(!ls.contains("beam.local/cache"), "cache entries are hidden: {ls}");
+    assert_eq!(ok(a.path(), &["image", "run", "busybox", "--", "sh", "-c", "echo hi; pwd"]), "hi\n/\n");
+    assert_eq!(ok(a.path(), &["image", "run", "-w", "/tmp", "-e", "X=1", "busybox", "--", "sh", "-c", "echo $X $(pwd)"]), "1 /tmp\n");
+
+    // push to a real registry, pull into an empty store: same digests, and it runs
+    let reg = Registry::start();
+    let target = format!("{}/beam/busybox:1", reg.addr);
+    ok(a.path(), &["image", "push", "-q", "busybox", &target]);
+    ok(b.path(), &["image", "pull", "-q", &target]);
+    let ia: serde_json::Value = serde_json::from_str(&ok(a.path(), &["image", "inspect", "busybox"])).unwrap();
+    let ib: serde_json::Value = serde_json::from_str(&ok(b.path(), &["image", "inspect", &target])).unwrap();
+    assert_eq!(ia["record"]["manifest"], ib["record"]["manifest"]);
+    assert_eq!(ia["record"]["id"], ib["record"]["id"]);
+    assert_eq!(ia["record"]["layers"], ib["record"]["layers"]);
+    assert_eq!(ok(b.path(), &["image", "run", &target, "--", "echo", "pulled"]), "pulled\n");
+
+    // gc keeps the layers of a live container, removes them after
+    let layer = ib["record"]["layers"][0]["diff_id"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let layer_dir = b.path().join("images/layers").join(&layer);
+    assert!(layer_dir.exists(), "{layer_dir:?}");
+    // A container that exits on SIGTERM (as pid 1 it has no default handler): `beam image run` forwards it.
+    let mut live = Command::new(env!("CARGO_BIN_EXE_beam"))
+        .arg("--root")
+        .arg(b.path())
+        .args(["image", "run", &target, "--", "sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pins = b.path().join("images/pins");
+    let pinned = || std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0);
+    let start = Instant::now();
+    while pinned() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the container never pinned its layers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(b.path(), &["image", "rm", &target]);
+    ok(b.path(), &["image", "gc"]);
+    assert!(layer_dir.exists(), "gc removed a layer a live container uses");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(live.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(live.wait().unwrap().success());
+    assert_eq!(pinned(), 0, "the finished container left its pin");
+    ok(b.path(), &["image", "gc"]);
+    assert!(!layer_dir.exists(), "gc kept a layer nothing uses");
+    let out = ok(b.path(), &["image", "ls"]);
+    assert!(!out.contains(&target), "{out}");
+    drop(reg);
+}
+
+#[test]
+fn bad_input_is_one_line_and_changes_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let a = tempfile::tempdir().unwrap();
+    let e = fails(a.path(), &["image", "run", "nope"]);
+    assert!(e.contains("not found") && e.contains("beam image pull"), "{e}");
+    let e = fails(a.path(), &["image", "pull", "-q", "127.0.0.1:1/nothing:here"]);
+    assert!(e.to_lowercase().contains("127.0.0.1:1"), "{e}");
+    let e = fails(a.path(), &["image", "rm", "nope"]);
+    assert!(e.contains("nope"), "{e}");
+    let r = a.path().join("bad.toml");
+    std::fs::write(&r, "base = \"busybox\"\nfrobnicate = true\n").unwrap();
+    let e = fails(a.path(), &["image", "build", r.to_str().unwrap()]);
+    assert!(e.contains("frobnicate"), "{e}");
+    let e = fails(a.path(), &["image", "build", "no-such-recipe"]);
+    assert!(e.contains("no-such-recipe"), "{e}");
+    if Path::new("/usr/bin/docker-registry").exists() {
+        let reg = Registry::start();
+        let e = fails(a.path(), &["image", "pull", "-q", &format!("{}/missing/repo:tag", reg.addr)]);
+        assert!(e.contains("missing/repo"), "{e}");
+    }
+    assert!(ok(a.path(), &["image", "ls", "--format", "json"]).trim() == "[]");
+}
