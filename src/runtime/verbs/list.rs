@@ -23,20 +23,27 @@ pub fn list(root: &Root) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// runc's `list` table.
+/// runc's `list` table (columns as wide as their widest value).
 pub fn table(items: &[serde_json::Value]) -> String {
-    let mut out = format!("{:<24}{:<10}{:<10}{:<40}{:<32}{}\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
-    for v in items {
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        out += &format!(
-            "{:<24}{:<10}{:<10}{:<40}{:<32}{}\n",
-            s("id"),
-            v["pid"].as_i64().unwrap_or(0),
-            s("status"),
-            s("bundle"),
-            s("created"),
-            s("owner")
-        );
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            [s("id"), v["pid"].as_i64().unwrap_or(0).to_string(), s("status"), s("bundle"), s("created"), s("owner")]
+        })
+        .collect();
+    let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+    let mut w = head.clone().map(|h| h.len());
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        out += line.join("  ").trim_end();
+        out.push('\n');
     }
     out
 }
