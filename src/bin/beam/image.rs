@@ -164,8 +164,11 @@ fn build(store: &Store, recipe: &str, opts: &BuildOptions) -> Result<ImageRecord
     )))
 }
 
+/// The image's names for output, without the recipe cache's internal ones.
 fn names(img: &ImageRecord) -> String {
-    if img.names.is_empty() { "<none>".into() } else { img.names.join(", ") }
+    let cache = format!("{}:", recipe::CACHE_REPO);
+    let shown: Vec<&str> = img.names.iter().map(String::as_str).filter(|n| !n.starts_with(&cache)).collect();
+    if shown.is_empty() { "<none>".into() } else { shown.join(", ") }
 }
 
 pub fn run(root: &Path, cmd: ImageCmd) -> Result<i32, CliError> {
