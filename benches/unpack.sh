@@ -23,7 +23,7 @@ echo "== building examples/unpack (release)" >&2
 BEAM="$ROOT/target/release/examples/unpack"
 
 echo "== generating the test layer" >&2
-# ~200 MB in ~4000 files (sizes log-uniform 64 B .. 1 MiB, half random bytes, half text-like), 200
+# ~200 MB in ~3700 files (sizes log-uniform 64 B .. 512 KiB, half random bytes, half text-like) in 200
 # directories, some symlinks and hardlinks; fixed seed and mtimes, so every run builds the same tar.
 python3 - "$WORK/layer.tar" <<'PY'
 import io, math, random, sys, tarfile
@@ -42,27 +42,32 @@ with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
         add(prefix, tarfile.DIRTYPE, mode=0o755)
     files = []
     while total < target:
-        size = int(math.exp(rng.uniform(math.log(64), math.log(1 << 20))))
-        if n % 2:
+        size = int(math.exp(rng.uniform(math.log(64), math.log(512 << 10))))
+        files.append((f"{dirs[n % len(dirs)]}/file{n}.bin", size, n))
+        total, n = total + size, n + 1
+    files.sort()  # a directory's files together, as image builders write them
+    for name, size, k in files:
+        if k % 2:
             data = rng.randbytes(size)
         else:
             off = rng.randrange(len(text) - size)
             data = text[off:off + size]
-        name = f"{dirs[n % len(dirs)]}/file{n}.bin"
-        add(name, tarfile.REGTYPE, data, 0o755 if n % 7 == 0 else 0o644)
-        files.append(name)
-        total, n = total + size, n + 1
-    for k in range(0, len(files), 50):
-        add(f"{files[k]}.lnk", tarfile.SYMTYPE, link=files[k].rsplit("/", 1)[1])
-        add(f"{files[k]}.hard", tarfile.LNKTYPE, link=files[k])
+        add(name, tarfile.REGTYPE, data, 0o755 if k % 7 == 0 else 0o644)
+        if k % 50 == 0:
+            add(f"{name}.lnk", tarfile.SYMTYPE, link=name.rsplit("/", 1)[1])
+            add(f"{name}.hard", tarfile.LNKTYPE, link=name)
 print(f"{n} files, {total / 2**20:.0f} MiB of content", file=sys.stderr)
 PY
 gzip -6 -k -c "$WORK/layer.tar" >"$WORK/layer.tar.gz"
 zstd -3 -q -c "$WORK/layer.tar" >"$WORK/layer.tar.zst"
 ls -l "$WORK"/layer.tar* | awk '{printf "   %s %d MB\n", $NF, $5 / 1e6}' >&2
 
+# Each run gets a fresh empty $D. Old ones are moved aside, not deleted, until the end: on this ext4 (no
+# journal) inode allocation scans past inodes deleted in the last 60 s (`recently_deleted`), which would add
+# the same large constant to every tool's time. `sync` so that one run's writeback does not land in the next.
 D="$WORK/dest"
-prep="rm -rf $D && mkdir $D && sync"
+mkdir "$WORK/old"
+prep="if [ -e $D ]; then mv $D $WORK/old/\$(date +%s%N); fi; mkdir $D && sync"
 hyperfine --runs "$RUNS" --warmup 1 --prepare "$prep" --export-json "$WORK/result.json" \
     -n beam-gzip "$BEAM $WORK/layer.tar.gz $D application/vnd.oci.image.layer.v1.tar+gzip" \
     -n tar-gzip "tar -xzf $WORK/layer.tar.gz -C $D" \
@@ -74,11 +79,12 @@ hyperfine --runs "$RUNS" --warmup 1 --prepare "$prep" --export-json "$WORK/resul
 python3 - "$WORK/result.json" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-print("\nmean ± stddev (s):")
+print("\n  (s)                  median    mean ± stddev      min")
 for name, x in r.items():
-    print(f"  {name:20} {x['mean']:.3f} ± {x['stddev']:.3f}")
-print("\ntime ratio beam / tar (≤ 1.0: beam at least as fast):")
+    print(f"  {name:20} {x['median']:6.3f}   {x['mean']:6.3f} ± {x['stddev']:.3f}   {x['min']:6.3f}")
+print("\ntime ratio beam / tar, medians (min in parentheses); ≤ 1.0: beam at least as fast")
 for c in ("gzip", "zstd"):
-    print(f"  {c}: {r['beam-' + c]['mean'] / r['tar-' + c]['mean']:.2f}"
-          f"   (1 thread, no hashing: {r['beam-' + c + '-1thread']['mean'] / r['tar-' + c]['mean']:.2f})")
+    b, b1, t = r["beam-" + c], r["beam-" + c + "-1thread"], r["tar-" + c]
+    print(f"  {c}: {b['median'] / t['median']:.2f} ({b['min'] / t['min']:.2f})"
+          f"   one thread, no hashing: {b1['median'] / t['median']:.2f} ({b1['min'] / t['min']:.2f})")
 PY

@@ -31,7 +31,10 @@ fn main() -> ExitCode {
         decompress(Box::new(file), media_type).and_then(|r| unpack(r, Path::new(dest))).map(|s| (s, None))
     } else {
         let mut stream = LayerStream::spawn(file, media_type);
-        unpack(&mut stream, Path::new(dest)).and_then(|s| Ok((s, Some(stream.finish()?))))
+        match unpack(&mut stream, Path::new(dest)) {
+            Ok(s) => stream.finish().map(|d| (s, Some(d))),
+            Err(e) => Err(stream.abort().unwrap_or(e)),
+        }
     };
     match result {
         Ok((stats, digest)) => {

@@ -9,7 +9,7 @@
 //!   `RESOLVE_IN_ROOT`, so a symlinked /etc/passwd can't reach the host's), plus the user's
 //!   supplementary groups;
 //! - ExposedPorts → annotation `org.opencontainers.image.exposedPorts` (comma list), Labels → annotations;
-//! - Docker's 14 default capabilities, no `noNewPrivileges` (setuid tools in images work as under Docker);
+//! - Docker's default seccomp profile and 14 default capabilities, no `noNewPrivileges` (setuid tools in images work as under Docker);
 //! - `network: false` → a new, empty network namespace; `true` → the host's network namespace and the
 //!   host's /etc/resolv.conf and /etc/hosts bind-mounted read-only (so DNS works in build steps).
 //!
@@ -138,20 +138,25 @@ pub fn create(store: &Store, image: &ImageRecord, dir: &Path, o: &Overrides) -> 
             msg: "exists and is not empty; remove it or pick another dir".into(),
         });
     }
+    let config = store.config(image)?;
+    let cfg = config.config().clone().unwrap_or_default();
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
     let owner = pin_owner(&dir);
-    let config = store.config(image)?;
-    let cfg = config.config().clone().unwrap_or_default();
     let diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+    // Pin first, then check: a concurrent gc can't take a layer between the check and the mount.
+    if let Err(e) = store.pin(&owner, &diff_ids) {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(e.into());
+    }
     if let Some(l) = diff_ids.iter().find(|d| !store.has_layer(d)) {
+        let _ = store.unpin(&owner);
         let _ = std::fs::remove_dir(&dir);
         return Err(BundleError::Invalid(format!(
             "image {}: layer {l} is not unpacked in the store; pull or import the image again",
             image.id.short()
         )));
     }
-    store.pin(&owner, &diff_ids)?;
     let layer_dirs: Vec<PathBuf> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();
     let rootfs = match rootfs::mount(&layer_dirs, &dir, o.readonly) {
         Ok(r) => r,
@@ -238,6 +243,8 @@ fn write_spec(
     if groups.is_empty() {
         spec["process"]["user"].as_object_mut().expect("object").remove("additionalGids");
     }
+    // Docker's default seccomp profile (seccomp/default.json), as `docker run` applies it.
+    spec["linux"]["seccomp"] = serde_json::to_value(crate::runtime::seccomp::default_profile()).expect("profile serializes");
     spec["root"] = json!({"path": b.rootfs.merged.to_string_lossy(), "readonly": o.readonly});
     if let Some(h) = &o.hostname {
         spec["hostname"] = json!(h);

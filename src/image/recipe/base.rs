@@ -249,6 +249,7 @@ pub fn debootstrap_layer(
         let f2 = f.try_clone().map_err(|e| base_err(&base, e))?;
         cmd.stdout(f).stderr(f2);
     }
+    let started = std::time::Instant::now();
     let status = cmd.status().map_err(|e| base_err(&base, format!("running {exe}: {e}")))?;
     unmount_under(&target);
     if !status.success() {
@@ -266,7 +267,7 @@ pub fn debootstrap_layer(
         ));
     }
     if !quiet {
-        eprintln!("beam build:   debootstrap done; archiving the root filesystem");
+        eprintln!("beam build:   debootstrap done in {:.1?}; archiving the root filesystem", started.elapsed());
     }
     for f in ["etc/resolv.conf", "etc/hostname"] {
         let _ = std::fs::remove_file(target.join(f));
@@ -275,8 +276,18 @@ pub fn debootstrap_layer(
         clean_dir(&target.join(d));
     }
     let mut w = LayerWriter::create(&work.join("layer.tar.zst"))?;
+    let started = std::time::Instant::now();
     append_tree(&mut w.tar, &target, &TreeOptions { overlay_upper: false, skip_files: &[], mtime: None })?;
-    w.finish(store)
+    let layer = w.finish(store)?;
+    if !quiet {
+        eprintln!(
+            "beam build:   archived {} ({} bytes compressed) in {:.1?}",
+            layer.diff_id.short(),
+            layer.size,
+            started.elapsed()
+        );
+    }
+    Ok(layer)
 }
 
 /// Delete the regular files directly and below `dir` (keeping the dirs: apt wants `partial/` etc.).

@@ -24,6 +24,11 @@
 //! layers present is not run again. Base `busybox` is keyed by the host binary's digest, `debootstrap` by
 //! suite and mirror. Bases built from images/*.toml (`recipe:debian`) are built (or found cached) first.
 //!
+//! Build steps share the host's network namespace (and its /etc/resolv.conf and /etc/hosts) and, for
+//! hosts whose egress inspects TLS, see the host's CA bundle at `/dev/.beam-host-ca.crt` named by
+//! SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, GIT_SSL_CAINFO and NODE_EXTRA_CA_CERTS —
+//! in the step's environment only, never in the image config or its layers.
+//!
 //! Commit: the step container's overlay upper dir becomes a zstd tar layer (whiteouts → `.wh.` entries,
 //! opaque dirs → `.wh..wh..opq`), the parent config gains the diff id and a history entry.
 
@@ -44,6 +49,14 @@ pub use base::host_mirror;
 
 /// images/busybox.toml, embedded: the default image, built in seconds from the host's busybox-static.
 pub const BUSYBOX_RECIPE: &str = include_str!("../../../images/busybox.toml");
+/// Host CA bundles (Debian/Ubuntu, Fedora/RHEL, Alpine/Arch), first found is lent to build steps.
+const HOST_CA_BUNDLES: [&str; 3] =
+    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+/// Where a build step sees the host's CA bundle.
+const STEP_CA: &str = "/dev/.beam-host-ca.crt";
+/// The variables that point TLS clients (OpenSSL, pip, requests, curl, git, node) at a CA bundle.
+const CA_VARS: [&str; 6] =
+    ["SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS"];
 /// The repository under which step results are cached (`beam.local/cache:<key>`).
 pub const CACHE_REPO: &str = "beam.local/cache";
 
@@ -390,9 +403,18 @@ impl Builder<'_> {
         let work = self.work_dir("step");
         let log = self.store.root().join("build").join(format!("{}.log", unique("step")));
         let redirect = if self.opts.quiet { " >/dev/.beam-build.log 2>&1" } else { "" };
+        // The host's network comes with the host's trust store: on hosts whose egress goes through a
+        // TLS-inspecting proxy, pip/curl in the step need the host's CA bundle. It is bind-mounted under the
+        // container's /dev (a tmpfs, so never committed) and named by the usual variables of this step only.
+        let host_ca = HOST_CA_BUNDLES.iter().map(Path::new).find(|p| p.is_file());
+        let env = match host_ca {
+            Some(_) => CA_VARS.iter().map(|v| format!("{v}={STEP_CA}")).collect(),
+            None => Vec::new(),
+        };
         let o = Overrides {
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), format!("exec </dev/null{redirect}\n{script}")]),
             cmd: Some(Vec::new()),
+            env,
             network: true,
             ..Overrides::default()
         };
@@ -401,14 +423,23 @@ impl Builder<'_> {
         // restored only after the bundle is gone, so a Ctrl-C during the step can't leak the mount.
         let _mask = SigmaskGuard::save();
         let result = (|| {
+            let mut mounts = Vec::new();
             if self.opts.quiet {
                 std::fs::write(&log, b"").map_err(|e| rerr(format!("{}: {e}", log.display())))?;
+                mounts.push(json!({
+                    "destination": "/dev/.beam-build.log", "type": "bind", "source": log, "options": ["bind", "rw"],
+                }));
+            }
+            if let Some(ca) = host_ca {
+                mounts.push(json!({
+                    "destination": STEP_CA, "type": "bind", "source": ca, "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+                }));
+            }
+            if !mounts.is_empty() {
                 let mut spec: Value =
                     serde_json::from_slice(&std::fs::read(b.config_path()).map_err(|e| rerr(e.to_string()))?)
                         .map_err(|e| rerr(e.to_string()))?;
-                spec["mounts"].as_array_mut().expect("mounts").push(json!({
-                    "destination": "/dev/.beam-build.log", "type": "bind", "source": log, "options": ["bind", "rw"],
-                }));
+                spec["mounts"].as_array_mut().expect("mounts").extend(mounts);
                 std::fs::write(b.config_path(), serde_json::to_vec_pretty(&spec).expect("json"))
                     .map_err(|e| rerr(e.to_string()))?;
             }

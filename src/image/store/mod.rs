@@ -233,8 +233,11 @@ impl Store {
         let res = (|| {
             let started = std::time::Instant::now();
             let mut stream = LayerStream::spawn(file, media_type);
-            let unpacked = unpack(&mut stream, &tmp.path);
-            let stats = unpacked.map_err(|source| StoreError::Unpack { blob: blob.clone(), source })?;
+            let stats = match unpack(&mut stream, &tmp.path) {
+                Ok(stats) => stats,
+                // A decompression failure shows up as a read error; report the helper's own, clearer one.
+                Err(e) => return Err(StoreError::Unpack { blob: blob.clone(), source: stream.abort().unwrap_or(e) }),
+            };
             let (actual, size) = stream.finish().map_err(|source| StoreError::Unpack { blob: blob.clone(), source })?;
             if let Some(expected) = diff_id
                 && *expected != actual

@@ -128,6 +128,19 @@ fn wrong_diff_id_is_refused_and_leaves_nothing() {
     assert!(tmp_is_empty(&store));
     assert!(store.images().unwrap().is_empty());
 
+    // A blob that is not what its media type says: an error naming the blob and the cause.
+    let plain = base_layer();
+    let d = store.put_blob_bytes(&plain).unwrap();
+    let err = store.unpack_layer(&d, "application/vnd.oci.image.layer.v1.tar+bzip2", None).unwrap_err();
+    assert!(matches!(&err, StoreError::Unpack { blob, source: UnpackError::Unsupported(_) } if *blob == d), "{err}");
+    let mut gz = gzip(&plain);
+    gz.truncate(gz.len() / 2);
+    let d = store.put_blob_bytes(&gz).unwrap();
+    let err = store.unpack_layer(&d, GZ, None).unwrap_err();
+    assert!(err.to_string().contains(&d.to_string()), "{err}");
+    assert!(tmp_is_empty(&store));
+    assert_eq!(std::fs::read_dir(store.root().join("layers")).unwrap().count(), 0);
+
     // A layer count that disagrees with the config.
     let m = put_image(&store, &[(layer, GZ)], Some(vec![]), OCI_MANIFEST);
     assert!(matches!(store.add_image(&m, &[]), Err(StoreError::Invalid(_))));

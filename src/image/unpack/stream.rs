@@ -100,8 +100,11 @@ pub struct LayerStream {
     cur: Vec<u8>,
     pos: usize,
     cancel: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(Digest, u64), UnpackError>>>,
+    thread: Option<JoinHandle<Helper>>,
 }
+
+/// The helper thread's result: the digest and size of the stream; `Err(None)` when cancelled.
+type Helper = Result<(Digest, u64), Option<UnpackError>>;
 
 impl LayerStream {
     /// Start decompressing `r` (compressed as `media_type` says or as its magic bytes show).
@@ -121,8 +124,22 @@ impl LayerStream {
     /// Let the helper read the rest of the stream; the sha256 digest and byte count of all of it.
     pub fn finish(mut self) -> Result<(Digest, u64), UnpackError> {
         self.rx = None; // the helper stops sending and only hashes what is left
-        let thread = self.thread.take().expect("finish runs once");
-        thread.join().unwrap_or_else(|_| Err(UnpackError::Read(io::Error::other("the decompression thread panicked"))))
+        self.join().map_err(|e| e.unwrap_or_else(|| UnpackError::Read(io::Error::other("cancelled"))))
+    }
+
+    /// Stop the helper (after the reader failed); its own error, if it failed first (say the data is not
+    /// in the format the media type names): that is the root cause to report.
+    pub fn abort(mut self) -> Option<UnpackError> {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.rx = None;
+        self.join().err().flatten()
+    }
+
+    fn join(&mut self) -> Helper {
+        let thread = self.thread.take().expect("joined once");
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(Some(UnpackError::Read(io::Error::other("the decompression thread panicked")))))
     }
 }
 
@@ -151,10 +168,10 @@ impl Read for LayerStream {
 
 impl Drop for LayerStream {
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
+        if self.thread.is_some() {
             self.cancel.store(true, Ordering::Relaxed);
             self.rx = None;
-            let _ = thread.join();
+            let _ = self.join();
         }
     }
 }
@@ -166,10 +183,10 @@ fn pump(
     tx: &SyncSender<io::Result<Vec<u8>>>,
     recycled: &Receiver<Vec<u8>>,
     cancel: &AtomicBool,
-) -> Result<(Digest, u64), UnpackError> {
+) -> Helper {
     let fail = |e: UnpackError| {
         let _ = tx.send(Err(io::Error::other(e.to_string())));
-        e
+        Some(e)
     };
     let dec = decompress(r, media_type).map_err(fail)?;
     let mut hashing = HashingReader::new(dec);
@@ -177,7 +194,7 @@ fn pump(
     let mut spare: Vec<u8> = Vec::new();
     loop {
         if cancel.load(Ordering::Relaxed) {
-            return Err(UnpackError::Read(io::Error::other("cancelled")));
+            return Err(None);
         }
         let mut buf = match recycled.try_recv() {
             Ok(b) => b,

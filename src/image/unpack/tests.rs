@@ -266,6 +266,11 @@ fn decompression_by_type_and_magic() {
     }
     let err = decompress(Box::new(&tar[..]), "application/vnd.oci.image.layer.v1.tar+bzip2").err().unwrap();
     assert!(matches!(err, UnpackError::Unsupported(_)), "{err}");
+    // Through the helper thread, the reader sees a read error and `abort` gives the cause.
+    let mut stream = LayerStream::spawn(io::Cursor::new(tar.clone()), "application/vnd.oci.image.layer.v1.tar+bzip2");
+    let (_t, d) = dest();
+    assert!(unpack(&mut stream, &d).is_err());
+    assert!(matches!(stream.abort(), Some(UnpackError::Unsupported(_))));
 }
 
 #[test]
