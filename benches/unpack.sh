@@ -4,9 +4,9 @@
 #
 #   benches/unpack.sh [RUNS]        (root; needs hyperfine, python3, gzip, zstd, GNU tar)
 #
-# Every run unpacks into a fresh empty directory (hyperfine --prepare, after a `sync` so that the previous
-# run's writeback does not land in the next one's time). Prints mean times and beam/tar ratios (≤ 1.0: beam is
-# at least as fast). Temp files live under ${TMPDIR:-/tmp} and are removed on exit.
+# Every run unpacks into a fresh empty directory on a scratch ext4 loop file system (hyperfine --prepare).
+# Prints median/mean/min times and beam/tar ratios (≤ 1.0: beam is at least as fast). Temp files live under
+# ${TMPDIR:-/tmp} and are removed on exit.
 set -euo pipefail
 
 RUNS=${1:-5}
@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/beam-unpack-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-for tool in hyperfine python3 gzip zstd tar; do
+for tool in hyperfine python3 gzip zstd tar mkfs.ext4; do
     command -v "$tool" >/dev/null || { echo "benches/unpack.sh: $tool is needed (apt-get install $tool)" >&2; exit 1; }
 done
 
@@ -62,12 +62,21 @@ gzip -6 -k -c "$WORK/layer.tar" >"$WORK/layer.tar.gz"
 zstd -3 -q -c "$WORK/layer.tar" >"$WORK/layer.tar.zst"
 ls -l "$WORK"/layer.tar* | awk '{printf "   %s %d MB\n", $NF, $5 / 1e6}' >&2
 
-# Each run gets a fresh empty $D. Old ones are moved aside, not deleted, until the end: on this ext4 (no
-# journal) inode allocation scans past inodes deleted in the last 60 s (`recently_deleted`), which would add
-# the same large constant to every tool's time. `sync` so that one run's writeback does not land in the next.
-D="$WORK/dest"
-mkdir "$WORK/old"
-prep="if [ -e $D ]; then mv $D $WORK/old/\$(date +%s%N); fi; mkdir $D && sync"
+# The destinations live on a fresh ext4 file system (default mkfs options, so journaled) in a loop file: the
+# host's own file system state (here: no journal, where inode allocation scans past inodes deleted in the
+# last 60 s, and whatever other users delete) would otherwise swamp the difference between the tools.
+# Each run gets a fresh empty $D; `sync` so that one run's writeback does not land in the next one's time.
+MNT="$WORK/mnt"
+mkdir "$MNT"
+truncate -s 3G "$WORK/fs.img"
+mkfs.ext4 -q -F "$WORK/fs.img"
+if mount -o loop "$WORK/fs.img" "$MNT" 2>/dev/null; then
+    trap 'umount "$MNT" || umount -l "$MNT"; rm -rf "$WORK"' EXIT
+else
+    echo "   (could not mount a loop file system; unpacking into $WORK: expect more noise)" >&2
+fi
+D="$MNT/dest"
+prep="rm -rf $D && mkdir $D && sync"
 hyperfine --runs "$RUNS" --warmup 1 --prepare "$prep" --export-json "$WORK/result.json" \
     -n beam-gzip "$BEAM $WORK/layer.tar.gz $D application/vnd.oci.image.layer.v1.tar+gzip" \
     -n tar-gzip "tar -xzf $WORK/layer.tar.gz -C $D" \
@@ -79,9 +88,10 @@ hyperfine --runs "$RUNS" --warmup 1 --prepare "$prep" --export-json "$WORK/resul
 python3 - "$WORK/result.json" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-print("\n  (s)                  median    mean ± stddev      min")
+print("\n  (s)                  median    mean ± stddev      min   cpu (user+sys)")
 for name, x in r.items():
-    print(f"  {name:20} {x['median']:6.3f}   {x['mean']:6.3f} ± {x['stddev']:.3f}   {x['min']:6.3f}")
+    print(f"  {name:20} {x['median']:6.3f}   {x['mean']:6.3f} ± {x['stddev']:.3f}   {x['min']:6.3f}   "
+          f"{x['user'] + x['system']:.3f}")
 print("\ntime ratio beam / tar, medians (min in parentheses); ≤ 1.0: beam at least as fast")
 for c in ("gzip", "zstd"):
     b, b1, t = r["beam-" + c], r["beam-" + c + "-1thread"], r["tar-" + c]

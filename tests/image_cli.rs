@@ -2,7 +2,6 @@
 //! real registry (Debian's docker-registry on 127.0.0.1), pull it into another store, gc with a live
 //! container, and bad input. Root only.
 
-#[allow(dead_code)]
 mod common_registry;
 use common_registry::Registry;
 use std::path::Path;

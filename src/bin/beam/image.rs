@@ -203,7 +203,7 @@ pub fn run(root: &Path, cmd: ImageCmd) -> Result<i32, CliError> {
                 }
                 imgs.retain(|i| !i.names.is_empty());
             }
-            imgs.sort_by(|a, b| b.added.cmp(&a.added));
+            imgs.sort_by_key(|i| std::cmp::Reverse(i.added));
             match format.as_str() {
                 "json" => println!("{}", serde_json::to_string_pretty(&imgs).expect("json")),
                 "table" => {

@@ -1,13 +1,13 @@
 //! Layer decompression: by media type, or by magic bytes when the type does not say; and [`LayerStream`],
-//! which decompresses and hashes on a helper thread so that this work overlaps with the file system work
+//! which decompresses and hashes on helper threads so that this work overlaps with the file system work
 //! of [`super::unpack`] (what `tar -xzf` gets from running gzip as a separate process).
 
 use super::UnpackError;
-use crate::image::digest::{Digest, HashingReader};
-use std::io::{self, Read};
+use crate::image::digest::{Digest, HashingWriter};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 /// How a layer blob is compressed.
@@ -89,46 +89,47 @@ fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 const CHUNK: usize = 512 * 1024;
 const DEPTH: usize = 8;
 
-/// The uncompressed stream of a layer blob, decompressed and sha256-hashed on a helper thread.
+/// The uncompressed stream of a layer blob, decompressed on one helper thread and sha256-hashed on another.
 ///
 /// Read it to the end of the tar (e.g. with [`super::unpack`]), then call [`LayerStream::finish`] for the
-/// digest and size of the *whole* uncompressed stream (the helper reads past the tar's end-of-archive
-/// marker to EOF, as the diff id covers every byte). Dropping it without `finish` cancels the helper.
+/// digest and size of the *whole* uncompressed stream (the helpers go on past the tar's end-of-archive
+/// marker to EOF, as the diff id covers every byte). Dropping it without `finish` cancels the helpers.
 pub struct LayerStream {
-    rx: Option<Receiver<io::Result<Vec<u8>>>>,
+    rx: Option<Receiver<io::Result<Arc<Vec<u8>>>>>,
     recycle: SyncSender<Vec<u8>>,
-    cur: Vec<u8>,
+    cur: Arc<Vec<u8>>,
     pos: usize,
     cancel: Arc<AtomicBool>,
     thread: Option<JoinHandle<Helper>>,
 }
 
-/// The helper thread's result: the digest and size of the stream; `Err(None)` when cancelled.
+/// The helpers' result: the digest and size of the stream; `Err(None)` when cancelled.
 type Helper = Result<(Digest, u64), Option<UnpackError>>;
 
 impl LayerStream {
     /// Start decompressing `r` (compressed as `media_type` says or as its magic bytes show).
     pub fn spawn<R: Read + Send + 'static>(r: R, media_type: &str) -> Self {
-        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DEPTH);
-        let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
+        let (tx, rx) = sync_channel(DEPTH);
+        let (recycle, recycled) = sync_channel(DEPTH * 2);
         let cancel = Arc::new(AtomicBool::new(false));
         let media_type = media_type.to_string();
         let stop = cancel.clone();
+        let hasher_recycle = recycle.clone();
         let thread = std::thread::Builder::new()
             .name("layer-decompress".into())
-            .spawn(move || pump(Box::new(r), &media_type, &tx, &recycled, &stop))
+            .spawn(move || pump(Box::new(r), &media_type, &tx, (hasher_recycle, &recycled), &stop))
             .expect("spawning a thread");
-        Self { rx: Some(rx), recycle, cur: Vec::new(), pos: 0, cancel, thread: Some(thread) }
+        Self { rx: Some(rx), recycle, cur: Arc::default(), pos: 0, cancel, thread: Some(thread) }
     }
 
-    /// Let the helper read the rest of the stream; the sha256 digest and byte count of all of it.
+    /// Let the helpers go through the rest of the stream; the sha256 digest and byte count of all of it.
     pub fn finish(mut self) -> Result<(Digest, u64), UnpackError> {
-        self.rx = None; // the helper stops sending and only hashes what is left
+        self.rx = None; // the decompressor stops sending; the hasher goes on to EOF
         self.join().map_err(|e| e.unwrap_or_else(|| UnpackError::Read(io::Error::other("cancelled"))))
     }
 
-    /// Stop the helper (after the reader failed); its own error, if it failed first (say the data is not
-    /// in the format the media type names): that is the root cause to report.
+    /// Stop the helpers (after the reader failed); their own error, if they failed first (say the data is
+    /// not in the format the media type names): that is the root cause to report.
     pub fn abort(mut self) -> Option<UnpackError> {
         self.cancel.store(true, Ordering::Relaxed);
         self.rx = None;
@@ -151,8 +152,8 @@ impl Read for LayerStream {
                 Ok(Ok(chunk)) => {
                     let old = std::mem::replace(&mut self.cur, chunk);
                     self.pos = 0;
-                    if old.capacity() >= CHUNK {
-                        let _ = self.recycle.try_send(old);
+                    if let Ok(old) = Arc::try_unwrap(old) {
+                        let _ = self.recycle.try_send(old); // else the hasher still has it: let it go
                     }
                 }
                 Ok(Err(e)) => return Err(e),
@@ -176,50 +177,63 @@ impl Drop for LayerStream {
     }
 }
 
-/// The helper thread: decompress, hash, send chunks; keep hashing to EOF once the reader stops listening.
+/// The decompression thread: decompress into chunks, each shared with the reader and with a hashing thread;
+/// once the reader stops listening, go on to EOF for the hash alone.
 fn pump(
     r: Box<dyn Read + Send>,
     media_type: &str,
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    recycled: &Receiver<Vec<u8>>,
+    tx: &SyncSender<io::Result<Arc<Vec<u8>>>>,
+    (recycle, recycled): (SyncSender<Vec<u8>>, &Receiver<Vec<u8>>),
     cancel: &AtomicBool,
 ) -> Helper {
     let fail = |e: UnpackError| {
         let _ = tx.send(Err(io::Error::other(e.to_string())));
         Some(e)
     };
-    let dec = decompress(r, media_type).map_err(fail)?;
-    let mut hashing = HashingReader::new(dec);
-    let mut listening = true;
-    let mut spare: Vec<u8> = Vec::new();
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(None);
-        }
-        let mut buf = match recycled.try_recv() {
-            Ok(b) => b,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => std::mem::take(&mut spare),
-        };
-        buf.resize(CHUNK, 0);
-        let n = match read_up_to(&mut hashing, &mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let err = UnpackError::Read(io::Error::new(e.kind(), format!("decompressing the layer: {e}")));
-                return Err(fail(err));
+    let mut dec = decompress(r, media_type).map_err(fail)?;
+    std::thread::scope(|s| {
+        let (to_hasher, chunks) = sync_channel::<Arc<Vec<u8>>>(DEPTH);
+        let hasher = std::thread::Builder::new()
+            .name("layer-sha256".into())
+            .spawn_scoped(s, move || {
+                let mut h = HashingWriter::new(io::sink());
+                for chunk in chunks {
+                    h.write_all(&chunk).expect("writing to a sink");
+                    if let Ok(buf) = Arc::try_unwrap(chunk) {
+                        let _ = recycle.try_send(buf); // the reader is done with it too
+                    }
+                }
+                let (_, digest, n) = h.finish();
+                (digest, n)
+            })
+            .expect("spawning a thread");
+        let mut listening = true;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(None);
             }
-        };
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        if listening {
-            if let Err(back) = tx.send(Ok(buf)) {
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
+            let n = match read_up_to(&mut dec, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let err = UnpackError::Read(io::Error::new(e.kind(), format!("decompressing the layer: {e}")));
+                    return Err(fail(err));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            let chunk = Arc::new(buf);
+            if to_hasher.send(chunk.clone()).is_err() {
+                break; // the hasher is gone (it panicked); join() says so
+            }
+            if listening && tx.send(Ok(chunk)).is_err() {
                 listening = false;
-                spare = back.0.unwrap_or_default();
             }
-        } else {
-            spare = buf;
         }
-    }
-    Ok(hashing.finish())
+        drop(to_hasher);
+        hasher.join().map_err(|_| Some(UnpackError::Read(io::Error::other("the hashing thread panicked"))))
+    })
 }
