@@ -63,6 +63,18 @@ fn build_run_push_pull_gc() {
     assert_eq!(ia["record"]["layers"], ib["record"]["layers"]);
     assert_eq!(ok(b.path(), &["image", "run", &target, "--", "echo", "pulled"]), "pulled\n");
 
+    // import → run: an OCI layout made by skopeo from the registry (docker-archive imports are covered in
+    // tests/registry.rs: skopeo can't write our zstd layers into one)
+    if Path::new("/usr/bin/skopeo").exists() {
+        let c = tempfile::tempdir().unwrap();
+        let layout = c.path().join("layout");
+        let dst = format!("oci:{}:v1", layout.display());
+        let st = Command::new("skopeo").args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{target}"), &dst]).status().unwrap();
+        assert!(st.success(), "skopeo copy to {dst}");
+        ok(c.path(), &["image", "import", layout.to_str().unwrap(), "--name", "beam.local/from-layout:1"]);
+        assert_eq!(ok(c.path(), &["image", "run", "beam.local/from-layout:1", "--", "echo", "layout"]), "layout\n");
+    }
+
     // gc keeps the layers of a live container, removes them after
     let layer = ib["record"]["layers"][0]["diff_id"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     let layer_dir = b.path().join("images/layers").join(&layer);

@@ -103,8 +103,12 @@ pub enum ImageCmd {
         #[arg(short, long)]
         all: bool,
     },
-    /// Show an image's record and config as JSON.
-    Inspect { image: String },
+    /// Show an image's record and config (JSON, or a short summary with --format table).
+    Inspect {
+        image: String,
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
     /// Remove image names (the image goes with its last name; layers with `gc`).
     #[command(alias = "remove")]
     Rm {
@@ -220,11 +224,33 @@ pub fn run(root: &Path, cmd: ImageCmd) -> Result<i32, CliError> {
                 f => return Err(CliError::Usage(format!("--format {f:?}: use table or json"))),
             }
         }
-        ImageCmd::Inspect { image } => {
+        ImageCmd::Inspect { image, format } => {
             let img = store.resolve(&image)?;
             let config = store.config(&img)?;
-            let v = serde_json::json!({"record": img, "config": config});
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            match format.as_str() {
+                "json" => {
+                    let v = serde_json::json!({"record": img, "config": config});
+                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                }
+                "table" => {
+                    let c = config.config().clone().unwrap_or_default();
+                    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default().join(" ");
+                    println!("ID          {}", img.id);
+                    println!("NAMES       {}", names(&img));
+                    println!("MANIFEST    {} ({})", img.manifest, img.manifest_media_type);
+                    println!("PLATFORM    {}/{}", config.os(), config.architecture());
+                    println!("ADDED       {}", human::age(img.added));
+                    println!("ENTRYPOINT  {}", list(c.entrypoint()));
+                    println!("CMD         {}", list(c.cmd()));
+                    println!("WORKDIR     {}", c.working_dir().clone().unwrap_or_default());
+                    println!("USER        {}", c.user().clone().unwrap_or_default());
+                    println!("ENV         {}", list(c.env()));
+                    for (i, l) in img.layers.iter().enumerate() {
+                        println!("LAYER {i:<4}  {} {:>10}  {}", l.blob.short(), human::size(l.size), l.media_type);
+                    }
+                }
+                f => return Err(CliError::Usage(format!("--format {f:?}: use json or table"))),
+            }
         }
         ImageCmd::Rm { images } => {
             for i in images {
