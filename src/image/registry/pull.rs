@@ -86,6 +86,8 @@ pub async fn pull_async(
             blobs.push(l);
         }
     }
+    // Pin what we fetch so a concurrent `gc` can't delete a blob before the image record references it.
+    let pin = PullPin::new(store, &digest, blobs.iter().filter_map(|b| Digest::parse(&b.digest).ok()))?;
     stream::iter(blobs)
         .map(|desc| fetch_blob(&client, &r, desc, store, &progress, &ctx))
         .buffer_unordered(PARALLEL_BLOBS)
@@ -107,7 +109,32 @@ pub async fn pull_async(
     })
     .await
     .map_err(|e| RegistryError::Internal(format!("image record task failed: {e}")))??;
+    drop(pin);
     Ok(rec)
+}
+
+/// The blobs of a pull in progress, pinned in the store until the pull ends (either way).
+struct PullPin {
+    store: Store,
+    owner: String,
+}
+
+impl PullPin {
+    fn new(store: &Store, manifest: &Digest, blobs: impl Iterator<Item = Digest>) -> Result<Self, RegistryError> {
+        let owner = format!("pull-{}-{}", std::process::id(), manifest.short());
+        let mut all: Vec<Digest> = blobs.collect();
+        all.push(manifest.clone());
+        store.pin(&owner, &all)?;
+        Ok(Self { store: store.clone(), owner })
+    }
+}
+
+impl Drop for PullPin {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.unpin(&self.owner) {
+            tracing::warn!("unpinning pull {}: {e}", self.owner);
+        }
+    }
 }
 
 /// The raw manifest and its digest (checked against the body, and against `expected` when given).
