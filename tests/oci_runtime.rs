@@ -489,3 +489,36 @@ fn no_pivot_preserve_fds_and_domainname() {
     // 0,1,2,3 and the one ls opens
     assert_eq!(stdout(&out), "passed through fd 3\nexample.org\n5\n");
 }
+
+#[test]
+fn landlock_from_annotations_applies_to_init_and_exec() {
+    require_root!();
+    if beam::runtime::landlock::abi_version().is_err() {
+        eprintln!("skipped: no landlock in this kernel");
+        return;
+    }
+    let cx = Ctx::new("landlock");
+    let script = "cat /etc/passwd >/dev/null && echo READ; (echo x > /etc/x) 2>/dev/null || echo NOWRITE; echo y > /tmp/y && echo TMPOK; ls /root >/dev/null 2>&1 || echo NOROOT";
+    let mut b = cx.bundle("b", &["sh", "-c", &format!("{script}; sleep 1000")]);
+    b.config["annotations"] = json!({
+        "run.beam.landlock.ro": "/bin:/etc",
+        "run.beam.landlock.rw": "/tmp:/dev:/proc",
+    });
+    b.save();
+    let id = cx.id("c");
+    let log = cx.tmp.path().join("init.out");
+    let mut c = cx.cmd(&["run", "-d", "--bundle", b.path(), &id]);
+    c.stdout(std::fs::File::create(&log).unwrap());
+    assert!(c.status().unwrap().success());
+    await_cond(Duration::from_secs(10), || std::fs::read_to_string(&log).unwrap().contains("NOROOT"), "the init's output");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "READ\nNOWRITE\nTMPOK\nNOROOT\n");
+    // exec'd processes get the same ruleset
+    let out = cx.ok(&["exec", &id, "sh", "-c", script]);
+    assert_eq!(out, "READ\nNOWRITE\nTMPOK\nNOROOT\n");
+    // a bad annotation is a clear error at create
+    let mut bad = cx.bundle("bad", &["true"]);
+    bad.config["annotations"] = json!({"run.beam.landlock.rw": "relative/path"});
+    bad.save();
+    let e = cx.fails(&["create", "--bundle", bad.path(), &cx.id("bad")]);
+    assert!(e.contains("run.beam.landlock.rw"), "{e}");
+}

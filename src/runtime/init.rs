@@ -1,6 +1,6 @@
 //! The child, from clone to execve, in the order of design.md:
 //! namespaces → (fork into the pid namespace) → mounts → pivot_root → sysctl → masked/readonly paths →
-//! hostname → console → rlimits → wait for `start` → user/groups → capabilities and seccomp → execve.
+//! hostname → console → rlimits → wait for `start` → user/groups → capabilities, landlock and seccomp → execve.
 //!
 //! Everything here runs between clone and execve, so it only makes syscalls on memory the parent
 //! prepared ([`crate::runtime::plan`]) or on stack buffers. Two documented exceptions allocate:
@@ -333,8 +333,15 @@ fn exec_process_inner(p: &ProcessPlan, exe: &mut StackBuf<4096>) -> Result<(), I
         }
         Ok(())
     };
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
+    let apply_landlock = || -> Result<(), InitError> {
+        if let Some(l) = &p.landlock {
+            l.apply().map_err(|e| fail!("{e}"))?;
+        }
+        Ok(())
+    };
+    // Without no_new_privs, landlock and a seccomp filter need CAP_SYS_ADMIN: apply them while we have it.
     if !p.no_new_privs {
+        apply_landlock()?;
         load_seccomp()?;
     }
     p.caps.drop_bounding().map_err(|e| fail!("process.capabilities.bounding: {}", e.desc()))?;
@@ -364,6 +371,7 @@ fn exec_process_inner(p: &ProcessPlan, exe: &mut StackBuf<4096>) -> Result<(), I
     if p.no_new_privs {
         // SAFETY: prctl with integer arguments.
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }, "prctl(PR_SET_NO_NEW_PRIVS)")?;
+        apply_landlock()?;
         load_seccomp()?;
     }
     sys::cloexec_from(3 + p.preserve_fds);

@@ -6,7 +6,7 @@
 //! - [`channel`]: typed parent ⇄ child messages over a socketpair.
 //! - [`plan`]: everything the child needs, prepared (allocated) in the parent before clone.
 //! - [`init`]: what the child does between clone and execve, in order.
-//! - [`mounts`], [`cgroups`], [`seccomp`], [`capabilities`], [`console`], [`hooks`], [`namespaces`]:
+//! - [`mounts`], [`cgroups`], [`seccomp`], [`landlock`], [`capabilities`], [`console`], [`hooks`], [`namespaces`]:
 //!   one kernel feature each.
 //! - One file per lifecycle verb under [`verbs`].
 
@@ -16,6 +16,7 @@ pub mod channel;
 pub mod console;
 pub mod hooks;
 pub mod init;
+pub mod landlock;
 pub mod mounts;
 pub mod namespaces;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! forked from a multi-threaded process — only makes syscalls on memory that already exists.
 
 use crate::runtime::capabilities::{CapsError, CapsPlan};
+use crate::runtime::landlock::{self, LandlockError, LandlockPlan};
 use crate::runtime::mounts::{MountError, RootfsOptions, RootfsPlan};
 use crate::runtime::namespaces::{NamespaceError, NamespacePlan};
 use crate::runtime::seccomp::{self, SeccompError, SeccompProgram};
@@ -28,6 +29,8 @@ pub enum PlanError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Landlock(#[from] LandlockError),
 }
 
 fn cstring(field: &'static str, s: &str) -> Result<CString, PlanError> {
@@ -95,6 +98,8 @@ pub struct ProcessPlan {
     pub caps: CapsPlan,
     pub no_new_privs: bool,
     pub seccomp: Option<SeccompProgram>,
+    /// A landlock ruleset from the `run.beam.landlock.*` annotations, applied right before seccomp.
+    pub landlock: Option<LandlockPlan>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
@@ -107,7 +112,17 @@ pub struct ProcessPlan {
 }
 
 impl ProcessPlan {
-    pub fn new(process: &Process, seccomp: Option<&LinuxSeccomp>, console: Option<OwnedFd>, preserve_fds: i32) -> Result<Self, PlanError> {
+    pub fn new(
+        process: &Process,
+        seccomp: Option<&LinuxSeccomp>,
+        annotations: Option<&std::collections::HashMap<String, String>>,
+        console: Option<OwnedFd>,
+        preserve_fds: i32,
+    ) -> Result<Self, PlanError> {
+        let landlock = match annotations.map(landlock::parse_annotations).transpose()?.flatten() {
+            Some(policy) => Some(LandlockPlan::new(&policy)?).filter(|p| !p.is_noop()),
+            None => None,
+        };
         let args = process.args().clone().unwrap_or_default();
         let env = process.env().clone().unwrap_or_default();
         let path = env
@@ -144,6 +159,7 @@ impl ProcessPlan {
             caps: CapsPlan::new(process.capabilities().as_ref())?,
             no_new_privs: process.no_new_privileges().unwrap_or(false),
             seccomp: seccomp.map(seccomp::compile).transpose()?,
+            landlock,
             rlimits,
             terminal: process.terminal().unwrap_or(false),
             console_size,
@@ -221,7 +237,7 @@ impl InitPlan {
             hostname: spec.hostname().as_deref().map(|h| cstring("hostname", h)).transpose()?,
             domainname: spec.domainname().as_deref().map(|h| cstring("domainname", h)).transpose()?,
             sysctl,
-            process: ProcessPlan::new(process, linux.seccomp().as_ref(), console, preserve_fds)?,
+            process: ProcessPlan::new(process, linux.seccomp().as_ref(), spec.annotations().as_ref(), console, preserve_fds)?,
             child_hooks,
             runtime_hooks,
             start_listener,

@@ -125,7 +125,7 @@ pub fn exec(root: &Root, opts: ExecOptions) -> Result<i32> {
 
     let terminal = process.terminal().unwrap_or(false);
     let (console, relay_end) = super::console_for(opts.console_socket.as_deref(), terminal, opts.detach)?;
-    let plan = ProcessPlan::new(&process, linux.seccomp().as_ref(), console, opts.preserve_fds)?;
+    let plan = ProcessPlan::new(&process, linux.seccomp().as_ref(), spec.annotations().as_ref(), console, opts.preserve_fds)?;
     // pid and time namespaces apply to children: enter them here so the clone is born inside.
     for (fd, flag, name) in &nss {
         if *flag == libc::CLONE_NEWPID || *flag == libc::CLONE_NEWTIME {
