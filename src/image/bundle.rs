@@ -13,12 +13,22 @@
 //! - `network: false` → a new, empty network namespace; `true` → the host's network namespace and the
 //!   host's /etc/resolv.conf and /etc/hosts bind-mounted read-only (so DNS works in build steps).
 //!
+//! - `userns: Some((uid, gid, size))` → a user namespace owned by the bundle mapping container 0..size to
+//!   host uid..uid+size (gid likewise), bind-mounted at `<dir>/userns` so that any process can open it; the
+//!   layers are mounted idmapped through it ([`rootfs::mount_idmapped`]): shared and unshifted on disk, while
+//!   upper/ and work/ belong to the mapped root. The config has the maps as uidMappings/gidMappings and a
+//!   user namespace entry: a new one with those maps (the runtime's one-clone3 fast path), or, with
+//!   [`USERNS_JOIN_BY_PATH`], `{"type":"user","path":"<dir>/userns"}`. Either way the container's root is
+//!   host uid `uid`, which is whom the idmapped layers show as owner — an idmapped mount carries the maps,
+//!   not the namespace, so the container need not be in the very namespace that made it.
+//!
 //! The image's layers are pinned in the store under the bundle dir's canonical path ([`pin_owner`]) while the bundle
 //! lives, so `gc` keeps them. [`Bundle::destroy`] unmounts, unpins and deletes; dropping a bundle without
 //! destroying it still unmounts and unpins (best effort) but leaves the dir for inspection.
 
 use crate::image::rootfs::{self, Rootfs, RootfsError};
 use crate::image::store::{ImageRecord, Store, StoreError};
+use crate::image::userns::{UserNs, UsernsError};
 use serde_json::{Value, json};
 use std::ffi::CString;
 use std::fs::File;
@@ -32,6 +42,8 @@ pub enum BundleError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
     #[error("bundle {path}: {msg}")]
     Io { path: PathBuf, msg: String },
     #[error("user {user:?}: {msg}")]
@@ -57,6 +69,9 @@ pub struct Overrides {
     pub network: bool,
     pub terminal: bool,
     pub hostname: Option<String>,
+    /// Run in a user namespace: container ids 0..size map to host uid base..base+size and gid
+    /// base..base+size. The layers are mounted idmapped (unchanged on disk); upper/ belongs to the base ids.
+    pub userns: Option<(u32, u32, u32)>,
 }
 
 /// A bundle dir with a mounted rootfs and a config.json, ready for the runtime.
@@ -69,10 +84,20 @@ pub struct Bundle {
     /// Paths inside the rootfs (relative, e.g. `etc/resolv.conf`) bind-mounted from the host; a commit of
     /// the upper dir leaves them out.
     pub host_files: Vec<String>,
+    /// The bundle's user namespace (`Overrides::userns`), bound at [`USERNS_FILE`] in the dir.
+    pub userns: Option<UserNs>,
     store: Store,
     owner: String,
     live: bool,
 }
+
+/// Where a bundle's user namespace is bind-mounted, relative to the bundle dir.
+pub const USERNS_FILE: &str = "userns";
+/// Whether config.json joins the bundle's own user namespace by path (true) or asks the runtime for a new
+/// one with the same maps (false). Joining needs a runtime that becomes root in a joined user namespace
+/// before it mounts (runc and crun do; beam's init does so only for a new one: mounting /dev/pts in the
+/// container's /dev tmpfs then fails with EOVERFLOW, as the host uid 0 is unmapped there).
+pub const USERNS_JOIN_BY_PATH: bool = true;
 
 /// The path of the default PATH when an image sets none (Docker's).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -109,9 +134,12 @@ impl Bundle {
     pub fn destroy(mut self) -> Result<(), BundleError> {
         self.live = false;
         let unmounted = rootfs::unmount(&self.rootfs);
+        let unbound = self.userns.as_mut().map_or(Ok(()), UserNs::unbind);
         let unpinned = self.store.unpin(&self.owner);
         unmounted?;
+        unbound?;
         unpinned?;
+        self.userns = None;
         rootfs::remove(&self.dir)?;
         Ok(())
     }
@@ -121,6 +149,8 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         if self.live {
             let _ = rootfs::unmount(&self.rootfs);
+            // Dropping the namespace unbinds it.
+            self.userns = None;
             let _ = self.store.unpin(&self.owner);
         }
     }
@@ -158,16 +188,28 @@ pub fn create(store: &Store, image: &ImageRecord, dir: &Path, o: &Overrides) -> 
         )));
     }
     let layer_dirs: Vec<PathBuf> = diff_ids.iter().map(|d| store.layer_dir(d)).collect();
-    let rootfs = match rootfs::mount(&layer_dirs, &dir, o.readonly) {
+    let mounted = match o.userns {
+        None => rootfs::mount(&layer_dirs, &dir, o.readonly).map(|r| (r, None)).map_err(BundleError::from),
+        Some(range) => mount_in_userns(&layer_dirs, &dir, o.readonly, range),
+    };
+    let (rootfs, userns) = match mounted {
         Ok(r) => r,
         Err(e) => {
             let _ = store.unpin(&owner);
             let _ = rootfs::remove(&dir);
-            return Err(e.into());
+            return Err(e);
         }
     };
-    let mut b =
-        Bundle { dir, rootfs, readonly: o.readonly, host_files: Vec::new(), store: store.clone(), owner, live: true };
+    let mut b = Bundle {
+        dir,
+        rootfs,
+        readonly: o.readonly,
+        host_files: Vec::new(),
+        userns,
+        store: store.clone(),
+        owner,
+        live: true,
+    };
     match write_spec(&mut b, image, &cfg, o) {
         Ok(()) => Ok(b),
         Err(e) => {
@@ -175,6 +217,20 @@ pub fn create(store: &Store, image: &ImageRecord, dir: &Path, o: &Overrides) -> 
             Err(e)
         }
     }
+}
+
+/// A user namespace for `(uid base, gid base, size)`, bound at `<dir>/userns`, and the rootfs mounted
+/// idmapped through it. On failure nothing stays mounted or bound.
+fn mount_in_userns(
+    layers: &[PathBuf],
+    dir: &Path,
+    readonly: bool,
+    (uid, gid, size): (u32, u32, u32),
+) -> Result<(Rootfs, Option<UserNs>), BundleError> {
+    let mut ns = UserNs::new(&[(0, uid, size)], &[(0, gid, size)])?;
+    ns.bind(&dir.join(USERNS_FILE))?;
+    let r = rootfs::mount_idmapped(layers, dir, readonly, ns.fd(), uid, gid)?;
+    Ok((r, Some(ns)))
 }
 
 fn write_spec(
@@ -244,10 +300,28 @@ fn write_spec(
         spec["process"]["user"].as_object_mut().expect("object").remove("additionalGids");
     }
     // Docker's default seccomp profile (seccomp/default.json), as `docker run` applies it.
-    spec["linux"]["seccomp"] = serde_json::to_value(crate::runtime::seccomp::default_profile()).expect("profile serializes");
+    spec["linux"]["seccomp"] =
+        serde_json::to_value(crate::runtime::seccomp::default_profile()).expect("profile serializes");
     spec["root"] = json!({"path": b.rootfs.merged.to_string_lossy(), "readonly": o.readonly});
     if let Some(h) = &o.hostname {
         spec["hostname"] = json!(h);
+    }
+    if let Some(ns) = &b.userns {
+        let path = ns.bound().expect("a bundle's user namespace is bound").to_path_buf();
+        let maps = |m: &[crate::image::userns::IdMap]| -> Value {
+            m.iter().map(|&(c, h, s)| json!({"containerID": c, "hostID": h, "size": s})).collect()
+        };
+        let entry = if USERNS_JOIN_BY_PATH { json!({"type": "user", "path": path}) } else { json!({"type": "user"}) };
+        spec["linux"]["namespaces"].as_array_mut().expect("array").push(entry);
+        spec["linux"]["uidMappings"] = maps(ns.uid_map());
+        spec["linux"]["gidMappings"] = maps(ns.gid_map());
+        if o.network {
+            // sysfs mounts only from a network namespace the user namespace owns: bind the host's instead.
+            for m in spec["mounts"].as_array_mut().expect("array").iter_mut().filter(|m| m["type"] == "sysfs") {
+                *m = json!({"destination": m["destination"].clone(), "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+        }
     }
     if o.network {
         spec["linux"]["namespaces"].as_array_mut().expect("array").retain(|n| n["type"] != "network");

@@ -18,3 +18,4 @@ pub mod registry;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;
+pub mod userns;

@@ -6,6 +6,7 @@
 //! <dir>/upper    the container's writes (a commit tars this)      — absent when readonly
 //! <dir>/work     overlayfs scratch, same filesystem as upper      — absent when readonly
 //! <dir>/l/<n>    legacy mount(2) only: short symlinks to the layer dirs
+//! <dir>/lower/<n> idmapped only: where each layer's idmapped clone is attached while the overlay mounts
 //! ```
 //!
 //! Long lowerdir lists: mount(2) takes its options in one page, so ~60 absolute layer paths already
@@ -16,11 +17,20 @@
 //! multi-threaded caller's cwd never changes); `lowerdir=299:298:…:0` fits 500 layers in a page.
 //! The child only makes raw syscalls (async-signal-safe) between fork and `_exit`.
 //!
+//! User namespaces ([`mount_idmapped`]): the layer dirs stay shared and unshifted on disk. Each layer is
+//! cloned as a detached mount (`open_tree(OPEN_TREE_CLONE)`), made idmapped and read-only with
+//! `mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, userns_fd)` — on-disk uid 0 then reads as the
+//! namespace's host root, e.g. 100000 — and attached at `<dir>/lower/<n>` (short paths, so long layer lists
+//! still fit). overlayfs takes those as lowerdirs and keeps private clones of them, so the attached mounts
+//! are detached again right after the overlay is up: once mounted, only `<dir>/rootfs` shows in mountinfo.
+//! upper/ and work/ are chowned to the namespace's root, so the container's writes land on disk owned
+//! by the mapped ids (100000, …). (util-linux's `X-mount.idmap` silently did nothing on 6.18: syscalls.)
+//!
 //! Options: `index=off,redirect_dir=off,metacopy=off` so the upper dir is a plain tree of changed
 //! files plus whiteouts and opaque markers — exactly what a commit turns into a tar layer.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -57,6 +67,16 @@ pub enum Method {
     Legacy,
 }
 
+/// Map the layers through a user namespace ([`mount_idmapped`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Idmap<'a> {
+    /// The user namespace whose maps apply (e.g. [`crate::image::userns::UserNs::fd`]).
+    pub userns: BorrowedFd<'a>,
+    /// The host ids that the namespace's root (0) maps to: upper/ and work/ are chowned to them.
+    pub root_uid: u32,
+    pub root_gid: u32,
+}
+
 /// overlayfs' maximum lower stack depth (OVL_MAX_STACK).
 pub const MAX_LAYERS: usize = 500;
 const OPTIONS: [(&CStr, &CStr); 3] = [(c"index", c"off"), (c"redirect_dir", c"off"), (c"metacopy", c"off")];
@@ -67,8 +87,32 @@ pub fn mount(layers: &[PathBuf], dir: &Path, readonly: bool) -> Result<Rootfs, R
     mount_with(layers, dir, readonly, Method::Auto)
 }
 
+/// [`mount`] for a container in the user namespace `userns`: the layers are seen through idmapped mounts
+/// (on-disk 0 → `root_uid`), never chowned; upper/ and work/ belong to `root_uid:root_gid`.
+pub fn mount_idmapped(
+    layers: &[PathBuf],
+    dir: &Path,
+    readonly: bool,
+    userns: BorrowedFd<'_>,
+    root_uid: u32,
+    root_gid: u32,
+) -> Result<Rootfs, RootfsError> {
+    mount_opts(layers, dir, readonly, Method::Auto, Some(Idmap { userns, root_uid, root_gid }))
+}
+
 /// [`mount`] with an explicit [`Method`] (tests use it to exercise the legacy path on new kernels).
 pub fn mount_with(layers: &[PathBuf], dir: &Path, readonly: bool, method: Method) -> Result<Rootfs, RootfsError> {
+    mount_opts(layers, dir, readonly, method, None)
+}
+
+/// The general form of [`mount`]: an explicit [`Method`] and an optional [`Idmap`].
+pub fn mount_opts(
+    layers: &[PathBuf],
+    dir: &Path,
+    readonly: bool,
+    method: Method,
+    idmap: Option<Idmap<'_>>,
+) -> Result<Rootfs, RootfsError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e: std::io::Error| RootfsError::Io { path, msg: e.to_string() }
@@ -96,30 +140,209 @@ pub fn mount_with(layers: &[PathBuf], dir: &Path, readonly: bool, method: Method
         }
     }
     // Lowers, top first. overlayfs needs one lower with an upper and two without: pad with empty dirs.
-    let mut lowers: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+    let mut lowers: Vec<PathBuf> = match idmap {
+        None => layers.iter().rev().cloned().collect(),
+        Some(m) => {
+            let chown = |p: &Path| {
+                std::os::unix::fs::chown(p, Some(m.root_uid), Some(m.root_gid)).map_err(|e| RootfsError::Io {
+                    path: p.to_path_buf(),
+                    msg: format!("chown to the namespace's root: {e}"),
+                })
+            };
+            if !readonly {
+                chown(&r.upper)?;
+                chown(&r.work)?;
+            }
+            let attached = attach_idmapped_layers(layers, &dir, m.userns)?;
+            attached.into_iter().rev().collect()
+        }
+    };
     let need = if readonly { 2 } else { 1 };
     for i in lowers.len()..need {
         let empty = dir.join(format!("empty{i}"));
         mkdir(&empty, 0o755)?;
+        if let Some(m) = idmap {
+            std::os::unix::fs::chown(&empty, Some(m.root_uid), Some(m.root_gid))
+                .map_err(|e| RootfsError::Io { path: empty.clone(), msg: e.to_string() })?;
+        }
         lowers.push(empty);
     }
     let upper = (!readonly).then_some((&r.upper, &r.work));
-    match method {
-        Method::NewApi => mount_new_api(&lowers, upper, &r.merged)?,
-        Method::Legacy => mount_legacy(&lowers, upper, &dir, &r.merged)?,
-        Method::Auto if !has_lowerdir_plus() => mount_legacy(&lowers, upper, &dir, &r.merged)?,
+    let mounted = match method {
+        Method::NewApi => mount_new_api(&lowers, upper, &r.merged).map_err(RootfsError::from),
+        Method::Legacy => mount_legacy(&lowers, upper, &dir, &r.merged),
+        Method::Auto if !has_lowerdir_plus() => mount_legacy(&lowers, upper, &dir, &r.merged),
         Method::Auto => match mount_new_api(&lowers, upper, &r.merged) {
-            Ok(()) => {}
-            Err(NewApiError::Unsupported) => mount_legacy(&lowers, upper, &dir, &r.merged)?,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(()),
+            Err(NewApiError::Unsupported) => mount_legacy(&lowers, upper, &dir, &r.merged),
+            Err(e) => Err(e.into()),
         },
+    };
+    // overlayfs holds private clones of its lowers: the attached idmapped mounts can go either way.
+    let detached = if idmap.is_some() { unmount_lowers(&dir) } else { Ok(()) };
+    mounted?;
+    if let Err(e) = detached {
+        let _ = umount_path(&r.merged);
+        return Err(e);
     }
     Ok(r)
 }
 
-/// Unmount the merged dir (lazily if busy). Not mounted is not an error.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
+
+/// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Attach an idmapped, read-only clone of each layer at `<dir>/lower/<n>` (n = layer index, base = 0, in
+/// hex). On failure nothing stays attached.
+fn attach_idmapped_layers(layers: &[PathBuf], dir: &Path, userns: BorrowedFd<'_>) -> Result<Vec<PathBuf>, RootfsError> {
+    let base = dir.join("lower");
+    unmount_lowers(dir)?;
+    if let Some(m) = std::fs::canonicalize(&base).ok().and_then(|b| mounts_below(&b).into_iter().next()) {
+        return Err(RootfsError::Unmount { target: m, msg: "still mounted; not reusing the container dir".into() });
+    }
+    if base.exists() {
+        std::fs::remove_dir_all(&base).map_err(|e| RootfsError::Io { path: base.clone(), msg: e.to_string() })?;
+    }
+    mkdir(&base, 0o700)?;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, layer) in layers.iter().enumerate() {
+        let target = base.join(format!("{i:x}"));
+        let attached = mkdir(&target, 0o755).and_then(|()| attach_idmapped(layer, &target, userns));
+        if let Err(e) = attached {
+            let _ = unmount_lowers(dir);
+            return Err(e);
+        }
+        out.push(target);
+    }
+    Ok(out)
+}
+
+fn attach_idmapped(layer: &Path, target: &Path, userns: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    let failed = |what: &str, e: nix::errno::Errno, hint: &str| RootfsError::Mount {
+        target: target.to_path_buf(),
+        msg: format!("idmapped mount of layer {}: {what}: {e}{hint}", layer.display()),
+    };
+    let src = cpath(layer)?;
+    // SAFETY: a NUL-terminated path; flags only.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    })
+    .map_err(|e| {
+        failed(
+            "open_tree(OPEN_TREE_CLONE)",
+            e,
+            if e == nix::errno::Errno::ENOSYS { " — needs Linux ≥ 5.2" } else { "" },
+        )
+    })?;
+    // SAFETY: open_tree returned a new descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: an empty path with AT_EMPTY_PATH on our fd; `attr` is a live mount_attr of the size passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    })
+    .map_err(|e| {
+        let hint = match e {
+            nix::errno::Errno::ENOSYS => " — idmapped mounts need Linux ≥ 5.12",
+            nix::errno::Errno::EINVAL => {
+                " — the layer's filesystem may not support idmapped mounts (ext4, xfs, btrfs and tmpfs ≥ 6.3 do),                  or the namespace is the host's own"
+            }
+            nix::errno::Errno::EPERM => " — needs CAP_SYS_ADMIN over the user namespace (root)",
+            _ => "",
+        };
+        failed("mount_setattr(MOUNT_ATTR_IDMAP)", e, hint)
+    })?;
+    let t = cpath(target)?;
+    // SAFETY: empty from-path with F_EMPTY_PATH; `t` is NUL-terminated.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map_err(|e| failed("move_mount", e, ""))?;
+    Ok(())
+}
+
+/// Unmount whatever is still attached under `<dir>/lower/` (not mounted is fine).
+fn unmount_lowers(dir: &Path) -> Result<(), RootfsError> {
+    let Ok(entries) = std::fs::read_dir(dir.join("lower")) else { return Ok(()) };
+    let mut first_err = Ok(());
+    for e in entries.flatten() {
+        if let Err(e) = umount_path(&e.path())
+            && first_err.is_ok()
+        {
+            first_err = Err(e);
+        }
+    }
+    first_err
+}
+
+/// Mount points at or below `dir` (canonical) in this process's mount namespace (/proc/self/mountinfo).
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = |k: usize| u32::from(b[i + k] - b'0');
+            out.push((v(1) * 64 + v(2) * 8 + v(3)) as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
+/// Unmount the merged dir (lazily if busy), then any idmapped layer mounts still attached under
+/// `<dir>/lower/`. Not mounted is not an error.
 pub fn unmount(r: &Rootfs) -> Result<(), RootfsError> {
-    umount_path(&r.merged)
+    let merged = umount_path(&r.merged);
+    let lowers = r.merged.parent().map_or(Ok(()), unmount_lowers);
+    merged.and(lowers)
 }
 
 /// Unmount `<dir>/rootfs` if mounted, then delete `dir` and everything in it. Refuses to delete while
@@ -138,6 +361,15 @@ pub fn remove(dir: &Path) -> Result<(), RootfsError> {
                     .into(),
             });
         }
+    }
+    unmount_lowers(dir)?;
+    // Deleting through a mount would delete what it shows (an idmapped layer is the shared layer itself).
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if let Some(m) = mounts_below(&canonical).iter().find(|m| **m != canonical) {
+        return Err(RootfsError::Unmount {
+            target: m.clone(),
+            msg: "still mounted below the container dir; not deleting it (unmount it first)".into(),
+        });
     }
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),

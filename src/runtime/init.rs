@@ -144,7 +144,8 @@ fn setup(plan: &InitPlan, chan: &Channel, exe: &mut StackBuf<4096>, state: &mut 
         chan.send(&Msg::UserNs).map_err(|e| fail!("sync with parent: {}", e.desc()))?;
     }
     chan.expect(&Msg::Go).map_err(|e| fail!("waiting for the runtime: {}", e.desc()))?;
-    if ns.new_user {
+    // In a new or joined user namespace we are still host uid 0, which the namespace doesn't map: become its root.
+    if ns.new_user || ns.joins.iter().any(|(_, kind)| *kind == libc::CLONE_NEWUSER) {
         become_root()?;
     }
     let unshare = |flags| -> Result<(), InitError> {
