@@ -278,16 +278,7 @@ pub fn run(root: &Path, cmd: ImageCmd) -> Result<i32, CliError> {
             };
             let b = bundle::create(&store, &img, &dir, &o)?;
             let rt = Root::new(&root.join("run")).map_err(verbs::Error::from)?;
-            let opts = RunOptions {
-                id,
-                bundle: b.dir.clone(),
-                pid_file: None,
-                console_socket: None,
-                preserve_fds: 0,
-                no_pivot: false,
-                detach: false,
-                keep: false,
-            };
+            let opts = RunOptions::foreground(id, b.dir.clone());
             let code = verbs::run::run(&rt, opts);
             b.destroy()?;
             return Ok(code?);

@@ -445,16 +445,7 @@ impl Builder<'_> {
             }
             let root =
                 crate::runtime::state::Root::new(&self.store.root().join("run")).map_err(|e| rerr(e.to_string()))?;
-            let opts = crate::runtime::verbs::run::RunOptions {
-                id: unique("beam-build"),
-                bundle: b.dir.clone(),
-                pid_file: None,
-                console_socket: None,
-                preserve_fds: 0,
-                no_pivot: false,
-                detach: false,
-                keep: false,
-            };
+            let opts = crate::runtime::verbs::run::RunOptions::foreground(unique("beam-build"), b.dir.clone());
             let started = Instant::now();
             let code = crate::runtime::verbs::run::run(&root, opts)
                 .map_err(|e| rerr(format!("running the container: {e}")))?;

@@ -25,6 +25,22 @@ pub struct RunOptions {
     pub keep: bool,
 }
 
+impl RunOptions {
+    /// The usual case for library callers: run `bundle` as `id` in the foreground and delete it after.
+    pub fn foreground(id: String, bundle: PathBuf) -> Self {
+        Self {
+            id,
+            bundle,
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+            no_pivot: false,
+            detach: false,
+            keep: false,
+        }
+    }
+}
+
 /// Returns the container's exit code (0 when detached).
 pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
     // The container's init may be forked by our child (pid namespace joins): make sure it is reparented
