@@ -133,3 +133,40 @@ fn bad_input_is_one_line_and_changes_nothing() {
     }
     assert!(ok(a.path(), &["image", "ls", "--format", "json"]).trim() == "[]");
 }
+
+#[test]
+fn a_killed_run_is_cleaned_up_by_the_next() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let a = tempfile::tempdir().unwrap();
+    let root = a.path();
+    ok(root, &["image", "build", "busybox", "-q"]);
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_beam"))
+        .arg("--root")
+        .arg(root)
+        .args(["image", "run", "busybox", "--", "sleep", "300"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pins = root.join("images/pins");
+    let pinned = || std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0);
+    let start = Instant::now();
+    while pinned() == 0 || !std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(root.to_str().unwrap()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the container never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no chance to clean up; the container and its rootfs mount stay behind…
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    assert_eq!(pinned(), 1);
+    // …until the next `beam image run` reaps them.
+    assert_eq!(ok(root, &["image", "run", "busybox", "--", "echo", "next"]), "next\n");
+    assert_eq!(pinned(), 0, "the orphan's pin is still there");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(root.to_str().unwrap()), "a mount under the root is left:\n{mounts}");
+    assert_eq!(std::fs::read_dir(root.join("containers")).unwrap().count(), 0, "container dirs or locks left");
+    let states: Vec<_> = std::fs::read_dir(root.join("run")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(states.is_empty(), "runtime state left: {states:?}");
+}

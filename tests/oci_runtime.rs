@@ -531,3 +531,20 @@ fn landlock_from_annotations_applies_to_init_and_exec() {
     let e = cx.fails(&["create", "--bundle", bad.path(), &cx.id("bad")]);
     assert!(e.contains("run.beam.landlock.rw"), "{e}");
 }
+
+#[test]
+fn force_delete_removes_a_half_created_container() {
+    require_root!();
+    let cx = Ctx::new("half");
+    let id = cx.id("c");
+    // What a `create` killed with SIGKILL before writing state.json leaves: its state dir and cgroup.
+    std::fs::create_dir_all(cx.root.join(&id)).unwrap();
+    let cg = beam::runtime::cgroups::Cgroup::new(None, &id).unwrap();
+    cg.create().unwrap();
+    assert!(!cgroup_dirs(&format!("/beam/{id}")).is_empty());
+    let e = cx.fails(&["delete", &id]);
+    assert!(e.contains("does not exist"), "{e}");
+    cx.ok(&["delete", "--force", &id]);
+    assert!(!cx.root.join(&id).exists());
+    assert!(cgroup_dirs(&format!("/beam/{id}")).is_empty(), "cgroup left: {:?}", cgroup_dirs(&format!("/beam/{id}")));
+}

@@ -519,6 +519,29 @@ fn resolve_user(root: &File, spec: &str) -> Result<(u32, u32, Vec<u32>), BundleE
     Ok((uid, gid, extra))
 }
 
+/// Tear down a bundle whose owner died without `destroy` (e.g. a `beam image run` killed with SIGKILL): the
+/// user-namespace bind, the rootfs (and any idmapped lowers), the layer pin and the dir. Stop the container
+/// first. A missing dir is not an error.
+pub fn remove_stale(store: &Store, dir: &Path) -> Result<(), BundleError> {
+    let Ok(dir) = std::fs::canonicalize(dir) else { return Ok(()) };
+    let userns = dir.join(USERNS_FILE);
+    if rootfs::is_mount_point(&userns) {
+        let c = std::ffi::CString::new(userns.as_os_str().as_encoded_bytes())
+            .map_err(|_| BundleError::Invalid(format!("{} has a NUL byte", userns.display())))?;
+        // SAFETY: umount2 on a NUL-terminated path we own; no memory is shared with the kernel after return.
+        if unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW | libc::MNT_DETACH) } != 0 {
+            return Err(BundleError::Io { path: userns, msg: std::io::Error::last_os_error().to_string() });
+        }
+    }
+    let merged = dir.join("rootfs");
+    if rootfs::is_mount_point(&merged) {
+        rootfs::unmount(&Rootfs { merged, upper: dir.join("upper"), work: dir.join("work") })?;
+    }
+    rootfs::remove(&dir)?;
+    store.unpin(&pin_owner(&dir))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,3 +601,4 @@ mod tests {
         assert!(!t.path().join("outside").exists());
     }
 }
+

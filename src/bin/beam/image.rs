@@ -168,6 +168,45 @@ fn build(store: &Store, recipe: &str, opts: &BuildOptions) -> Result<ImageRecord
     )))
 }
 
+/// `<containers>/<id>.lock`, locked exclusively for this process's lifetime (the lock goes with the process).
+fn owner_lock(containers: &Path, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(containers).map_err(|e| CliError::Usage(format!("{}: {e}", containers.display())))?;
+    let path = containers.join(format!("{id}.lock"));
+    loop {
+        let f = std::fs::File::create(&path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+        let l = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| CliError::Usage(format!("{}: {e}", path.display())))?;
+        // A reaper may have taken the fresh file for an orphan and unlinked it before we locked it: retry.
+        if l.metadata().map(|m| m.nlink()).unwrap_or(0) > 0 {
+            return Ok(l);
+        }
+    }
+}
+
+/// Clean up after `beam image run`s that died without cleaning up (SIGKILL): any `<id>.lock` nobody holds
+/// means its container, rootfs mount, layer pin and dir are orphans. Best effort: a failure is a warning.
+fn reap_stale(store: &Store, rt: &Root, containers: &Path) {
+    let Ok(rd) = std::fs::read_dir(containers) else { return };
+    for e in rd.flatten() {
+        let path = e.path();
+        let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".lock")) else { continue };
+        let Ok(f) = std::fs::File::open(&path) else { continue };
+        let Ok(_held) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) else { continue };
+        tracing::info!("cleaning up container {id}, left by a beam that died");
+        if let Err(e) = verbs::delete::delete(rt, id, true) {
+            tracing::warn!("stale container {id}: {e}");
+            continue;
+        }
+        match bundle::remove_stale(store, &containers.join(id)) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => tracing::warn!("stale container {id}: {e}"),
+        }
+    }
+}
+
 /// The image's names for output, without the recipe cache's internal ones.
 fn names(img: &ImageRecord) -> String {
     let cache = format!("{}:", recipe::CACHE_REPO);
@@ -264,8 +303,13 @@ pub fn run(root: &Path, cmd: ImageCmd) -> Result<i32, CliError> {
         }
         ImageCmd::Run { image, entrypoint, env, workdir, user, host_network, tty, cmd } => {
             let img = store.resolve(&image)?;
+            let rt = Root::new(&root.join("run")).map_err(verbs::Error::from)?;
+            let containers = root.join("containers");
+            reap_stale(&store, &rt, &containers);
             let id = format!("run-{}-{}", std::process::id(), img.id.short());
-            let dir = root.join("containers").join(&id);
+            let dir = containers.join(&id);
+            // Held for as long as this process lives: a later `beam image run` that can take it knows we died.
+            let _owner = owner_lock(&containers, &id)?;
             let o = Overrides {
                 entrypoint: entrypoint.map(|e| vec![e]),
                 cmd: if cmd.is_empty() { None } else { Some(cmd) },
@@ -277,10 +321,10 @@ pub fn run(root: &Path, cmd: ImageCmd) -> Result<i32, CliError> {
                 ..Default::default()
             };
             let b = bundle::create(&store, &img, &dir, &o)?;
-            let rt = Root::new(&root.join("run")).map_err(verbs::Error::from)?;
-            let opts = RunOptions::foreground(id, b.dir.clone());
+            let opts = RunOptions::foreground(id.clone(), b.dir.clone());
             let code = verbs::run::run(&rt, opts);
             b.destroy()?;
+            let _ = std::fs::remove_file(containers.join(format!("{id}.lock")));
             return Ok(code?);
         }
     }

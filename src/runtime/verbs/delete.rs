@@ -1,6 +1,7 @@
 //! `delete`: remove a stopped (or, with --force, any) container and everything it had.
 
 use super::{Error, Result, saved_spec, wait_pid_gone};
+use crate::runtime::cgroups::Cgroup;
 use crate::runtime::hooks;
 use crate::runtime::state::{ContainerState, Root, StateError, Status};
 use nix::sys::signal::Signal;
@@ -9,7 +10,7 @@ use std::time::Duration;
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     let st = match root.load(id) {
         Ok(st) => st,
-        Err(StateError::NotFound(_)) if force => return Ok(()),
+        Err(StateError::NotFound(_)) if force => return remove_half_created(root, id),
         Err(e) => return Err(e.into()),
     };
     let status = st.status();
@@ -25,6 +26,21 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         }
     }
     destroy(root, &st)
+}
+
+/// A `create` killed before it wrote state.json (SIGKILL: its cleanup guard never ran) leaves its state dir
+/// and maybe its cgroup with a process in it; `delete --force` removes both. Nothing there is fine.
+fn remove_half_created(root: &Root, id: &str) -> Result<()> {
+    if !root.dir(id).exists() {
+        return Ok(());
+    }
+    let spec = saved_spec(root, id).ok();
+    let path = spec.as_ref().and_then(|s| s.linux().as_ref()).and_then(|l| l.cgroups_path().clone());
+    let cgroup = Cgroup::new(path.as_deref().and_then(|p| p.to_str()), id)?;
+    let _ = cgroup.kill_all(Signal::SIGKILL);
+    cgroup.destroy()?;
+    root.remove(id)?;
+    Ok(())
 }
 
 /// Kill whatever is left, remove the cgroup, run poststop hooks, remove the state dir.
