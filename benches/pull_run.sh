@@ -18,7 +18,7 @@ RUNS=${RUNS:-30}
 TMP=$(mktemp -d /tmp/beam-pullrun.XXXXXX)
 REG_PID=
 cleanup() {
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+    if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; fi
     if command -v podman >/dev/null; then podman --root "$TMP/podman" --runroot "$TMP/podman-run" --storage-driver vfs rmi -a -f >/dev/null 2>&1 || true; fi
     umount -R "$TMP/podman" 2>/dev/null || true
     rm -rf "$TMP"
