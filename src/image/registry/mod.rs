@@ -378,6 +378,15 @@ impl Progress {
         pb
     }
 
+    /// End a blob's bar by the outcome of its transfer, which is passed through.
+    pub(crate) fn finish<T, E>(pb: &ProgressBar, result: Result<T, E>) -> Result<T, E> {
+        match &result {
+            Ok(_) => pb.finish_with_message("done"),
+            Err(_) => pb.abandon_with_message("failed"),
+        }
+        result
+    }
+
     /// A line above the bars (also hidden when the bars are).
     pub(crate) fn println(&self, s: &str) {
         let _ = self.multi.println(s);

@@ -236,11 +236,7 @@ async fn fetch_blob(
         }
     })
     .await;
-    match &result {
-        Ok(()) => pb.finish_with_message("done"),
-        Err(_) => pb.abandon_with_message("failed"),
-    }
-    result
+    Progress::finish(&pb, result)
 }
 
 enum Msg<B> {

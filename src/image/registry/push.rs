@@ -168,9 +168,5 @@ async fn push_blob(
         }
     })
     .await;
-    match &result {
-        Ok(()) => pb.finish_with_message("done"),
-        Err(_) => pb.abandon_with_message("failed"),
-    }
-    result
+    Progress::finish(&pb, result)
 }
