@@ -242,6 +242,7 @@ fn real_main(cli: Cli) -> Result<i32, Error> {
                 console,
                 preserve_fds: c.preserve_fds,
                 no_pivot: c.no_pivot,
+                fds: Vec::new(),
             };
             verbs::create::create(&root, opts)?;
         }

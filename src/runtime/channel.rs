@@ -74,6 +74,20 @@ pub fn pair() -> Result<(Channel, Channel), ChannelError> {
 }
 
 impl Channel {
+    /// The same end, moved to an fd number ≥ `min` (close-on-exec) when it is below it.
+    pub fn at_least(self, min: RawFd) -> Result<Channel, ChannelError> {
+        if self.fd.as_raw_fd() >= min {
+            return Ok(self);
+        }
+        // SAFETY: F_DUPFD_CLOEXEC duplicates our own live fd; the result is owned by the new Channel.
+        let fd = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+        if fd < 0 {
+            return Err(ChannelError::Create(Errno::last()));
+        }
+        // SAFETY: fd was just created and is owned by nobody else.
+        Ok(Channel { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

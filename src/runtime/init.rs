@@ -318,6 +318,30 @@ fn resolve_exe(p: &ProcessPlan, exe: &mut StackBuf<4096>) -> Result<(), InitErro
     ))
 }
 
+/// Make `fds` (a library caller's) the process's fds 0..n. Each is first copied above n, so that no
+/// source is overwritten before it is copied; the channel to the parent is above n too (create).
+fn install_fds(fds: &[RawFd]) -> Result<(), InitError> {
+    const MAX: usize = 16;
+    if fds.is_empty() {
+        return Ok(());
+    }
+    if fds.len() > MAX {
+        return Err(fail!("at most {MAX} fds can be passed to the container process"));
+    }
+    let n = fds.len() as libc::c_int;
+    let mut high = [0 as RawFd; MAX];
+    for (i, &src) in fds.iter().enumerate() {
+        // SAFETY: fcntl on an inherited fd; the copy is close-on-exec until dup2 below.
+        high[i] = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, n) };
+        check(high[i], "fcntl(F_DUPFD_CLOEXEC) of a passed fd")?;
+    }
+    for (target, &src) in high[..fds.len()].iter().enumerate() {
+        // SAFETY: dup2 between fds we own; the target loses close-on-exec, as it must.
+        check(unsafe { libc::dup2(src, target as RawFd) }, "dup2 of a passed fd")?;
+    }
+    Ok(())
+}
+
 /// The last steps: user, capabilities, no_new_privs, seccomp (runc's order), fds, execve.
 /// Returns only on failure.
 pub fn exec_process(p: &ProcessPlan, exe: &mut StackBuf<4096>) -> InitError {
@@ -375,6 +399,7 @@ fn exec_process_inner(p: &ProcessPlan, exe: &mut StackBuf<4096>) -> Result<(), I
         apply_landlock()?;
         load_seccomp()?;
     }
+    install_fds(&p.fds)?;
     sys::cloexec_from(3 + p.preserve_fds);
     // SAFETY: execve with a NUL-terminated path and NULL-terminated argv/envp arrays owned by the plan.
     unsafe { libc::execve(exe.as_cstr().as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };

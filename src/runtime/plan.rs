@@ -107,6 +107,9 @@ pub struct ProcessPlan {
     pub console: Option<OwnedFd>,
     /// Number of fds after stdio passed through (--preserve-fds).
     pub preserve_fds: i32,
+    /// Library callers: fds (open in the parent) that become fds 0, 1, 2, … of the process, right
+    /// before execve; `preserve_fds` is then `fds.len() - 3`.
+    pub fds: Vec<std::os::fd::RawFd>,
     /// The ASCII text of the command for error messages ("sh" etc.).
     pub name: String,
 }
@@ -165,6 +168,7 @@ impl ProcessPlan {
             console_size,
             console,
             preserve_fds,
+            fds: Vec::new(),
         })
     }
 }

@@ -27,6 +27,9 @@ pub struct CreateOptions {
     pub console: Option<OwnedFd>,
     pub preserve_fds: i32,
     pub no_pivot: bool,
+    /// Library callers (beamd): the container process's fds 0, 1, 2, … (at least 3); nothing else of
+    /// the caller's is inherited and `preserve_fds` is ignored.
+    pub fds: Vec<OwnedFd>,
 }
 
 /// Undo everything a failed create made: processes, cgroup, state dir.
@@ -151,6 +154,15 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
     let rootfs_opts = RootfsOptions { no_pivot: opts.no_pivot, cgroup: cgroup_mount, bundle: bundle.dir.clone() };
     let mut plan = InitPlan::new(bundle, &rootfs_opts, opts.console, opts.preserve_fds, OwnedFd::from(listener))?;
     let (parent_chan, child_chan) = channel::pair()?;
+    if !opts.fds.is_empty() {
+        if opts.fds.len() < 3 {
+            return Err(Error::Usage("pass stdin, stdout and stderr (at least 3 fds) to the container".into()));
+        }
+        plan.process.fds = opts.fds.iter().map(|f| f.as_raw_fd()).collect();
+        plan.process.preserve_fds = opts.fds.len() as i32 - 3;
+    }
+    // The child reports errors over its end until execve: keep it clear of the fds installed at 0..n.
+    let child_chan = child_chan.at_least(opts.fds.len().max(3) as i32)?;
     let cgroup_fd = cgroup.v2_dir_fd()?;
     plan.late_cgroup = cgroup_fd.is_none() && !plan.ns.fork && !plan.runtime_hooks && plan.child_hooks.is_empty();
 

@@ -61,6 +61,7 @@ pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
             console,
             preserve_fds: opts.preserve_fds,
             no_pivot: opts.no_pivot,
+            fds: Vec::new(),
         },
     )?;
     let master = match relay_end {
