@@ -1,9 +1,10 @@
 //! beam — a Linux container runtime and sandbox daemon.
 //!
 //! The runtime library (`beam::runtime`) is shared by `beam-oci` (a runc-compatible OCI runtime)
-//! and, later, `beamd` (the sandbox daemon). Neither shells out to another runtime.
+//! and `beamd` (the sandbox daemon, [`daemon`] over [`sandbox`]). Neither shells out to another runtime.
 
 pub mod api;
+pub mod daemon;
 pub mod image;
 pub mod runtime;
 pub mod sandbox;

@@ -130,6 +130,16 @@ impl Bundle {
     pub fn owner(&self) -> &str {
         &self.owner
     }
+    /// Hand the bundle over to something that outlives this value (beamd's sandboxes, which outlive
+    /// beamd itself): the rootfs stays mounted, the layers pinned and the user namespace bound, until
+    /// [`remove_stale`] tears them down.
+    pub fn detach(mut self) {
+        self.live = false;
+        if let Some(ns) = self.userns.as_mut() {
+            ns.keep_bound();
+        }
+    }
+
     /// Unmount the rootfs, unpin the layers and delete the bundle dir (upper included).
     pub fn destroy(mut self) -> Result<(), BundleError> {
         self.live = false;
@@ -383,7 +393,8 @@ pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
-fn open_root(merged: &Path) -> Result<File, BundleError> {
+/// Open a root filesystem dir for [`resolve_user`].
+pub fn open_root(merged: &Path) -> Result<File, BundleError> {
     File::open(merged).map_err(|e| BundleError::Io { path: merged.into(), msg: e.to_string() })
 }
 
@@ -460,7 +471,7 @@ fn mkdir_in_root(root: &File, path: &str) -> std::io::Result<()> {
 }
 
 /// (uid, gid, supplementary gids) for a Docker-style user spec, looked up in the image's own files.
-fn resolve_user(root: &File, spec: &str) -> Result<(u32, u32, Vec<u32>), BundleError> {
+pub fn resolve_user(root: &File, spec: &str) -> Result<(u32, u32, Vec<u32>), BundleError> {
     let err = |msg: String| BundleError::User { user: spec.into(), msg };
     if spec.is_empty() {
         return Ok((0, 0, Vec::new()));

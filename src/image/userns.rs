@@ -165,6 +165,12 @@ impl UserNs {
         self.bound.as_deref()
     }
 
+    /// Forget the bind without undoing it: the namespace outlives this value (and this process) until
+    /// someone unmounts the file (e.g. [`crate::image::bundle::remove_stale`]).
+    pub fn keep_bound(&mut self) {
+        self.bound = None;
+    }
+
     /// Undo [`bind`](Self::bind): unmount (lazily) and remove the file. Not bound is not an error.
     pub fn unbind(&mut self) -> Result<(), UsernsError> {
         let Some(target) = self.bound.take() else { return Ok(()) };

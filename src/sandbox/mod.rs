@@ -1,3 +1,14 @@
 //! Sandboxes: beamd's long-lived containers, their init (PID 1) protocol, files and lifecycle.
 
+pub mod config;
+pub mod files;
 pub mod initproto;
+pub mod initclient;
+pub mod lifecycle;
+pub mod manager;
+pub mod record;
+
+/// The sandbox init (`init/main.rs`): a static binary built by build.rs, which beamd writes into each
+/// sandbox and runs as its PID 1 (fds: 3 = the listening control socket, 4 = the entrypoint log,
+/// 5 = the status file; see [`initproto`] and [`initclient`]).
+pub const INIT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/beam-init"));

@@ -41,6 +41,21 @@ impl RunOptions {
     }
 }
 
+/// Start a created container over the channel `create_loaded` returned: EOF means the process
+/// exec'd, a message says why it did not. The caller then marks it started (`start::started`).
+pub fn start_over_channel(chan: &crate::runtime::channel::Channel) -> Result<()> {
+    let mut buf = [0u8; 4096];
+    match chan.send(&Msg::Start) {
+        Err(e) => Err(Error::errno("starting the container")(e)),
+        Ok(()) => match chan.recv(&mut buf) {
+            Err(nix::errno::Errno::EPIPE) => Ok(()),
+            Ok(Msg::Error(text)) => Err(Error::Child(String::from_utf8_lossy(text).into_owned())),
+            Ok(m) => Err(Error::Child(format!("protocol error: unexpected {m:?} at start"))),
+            Err(e) => Err(Error::errno("starting the container")(e)),
+        },
+    }
+}
+
 /// Returns the container's exit code (0 when detached).
 pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
     // The container's init may be forked by our child (pid namespace joins): make sure it is reparented
@@ -68,17 +83,7 @@ pub fn run(root: &Root, opts: RunOptions) -> Result<i32> {
         Some(sock) => Some(console::recv_pty_master(sock.as_fd())?),
         None => None,
     };
-    // Start over the channel we still hold: EOF means the process exec'd, a message is why not.
-    let mut buf = [0u8; 4096];
-    let failed = match chan.send(&Msg::Start) {
-        Err(e) => Some(Error::errno("starting the container")(e)),
-        Ok(()) => match chan.recv(&mut buf) {
-            Err(nix::errno::Errno::EPIPE) => None,
-            Ok(Msg::Error(text)) => Some(Error::Child(String::from_utf8_lossy(text).into_owned())),
-            Ok(m) => Some(Error::Child(format!("protocol error: unexpected {m:?} at start"))),
-            Err(e) => Some(Error::errno("starting the container")(e)),
-        },
-    };
+    let failed = start_over_channel(&chan).err();
     drop(chan);
     if let Some(e) = failed {
         let _ = delete::delete(root, &opts.id, true);

@@ -1,0 +1,200 @@
+//! HTTP plumbing for beamd: body types, JSON in and out, errors as `{code, message}`, query strings.
+
+use crate::api::ApiError;
+use crate::sandbox::manager::SandboxError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Response, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use tokio::sync::mpsc;
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Resp = Response<Body>;
+
+/// Largest JSON request body.
+pub const MAX_JSON: usize = 1 << 20;
+
+/// An API error: status + slug + message.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        HttpError { status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, message: message.into() }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(404, "not_found", m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(500, "internal", m)
+    }
+    pub fn into_response(self) -> Resp {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, "{}", self.message);
+        }
+        json_response(self.status, &ApiError { code: self.code.into(), message: self.message })
+    }
+}
+
+impl From<SandboxError> for HttpError {
+    fn from(e: SandboxError) -> Self {
+        HttpError::new(e.http_status(), e.code(), e.to_string())
+    }
+}
+
+impl From<crate::sandbox::files::FilesError> for HttpError {
+    fn from(e: crate::sandbox::files::FilesError) -> Self {
+        HttpError::new(e.http_status(), e.code(), e.to_string())
+    }
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Resp {
+    let mut body = serde_json::to_vec(v).expect("response serializes");
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .expect("response builds")
+}
+
+pub fn ok_json<T: Serialize>(v: &T) -> Resp {
+    json_response(StatusCode::OK, v)
+}
+
+pub fn no_content() -> Resp {
+    Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("response builds")
+}
+
+/// A streaming body fed by a channel; the sender's task ends the body by dropping it.
+pub fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b.map(Frame::data), rx)) });
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+pub fn streaming(status: StatusCode, content_type: &str, rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(channel_body(rx))
+        .expect("response builds")
+}
+
+/// Read a JSON body (≤ [`MAX_JSON`]); an empty body is `{}`.
+pub async fn read_json<T: DeserializeOwned>(body: Incoming, content_type: Option<&str>) -> Result<T, HttpError> {
+    // curl -d sends application/x-www-form-urlencoded: take it as JSON too, refuse real other types.
+    if let Some(ct) = content_type
+        && !["application/json", "application/x-www-form-urlencoded", "text/plain"].iter().any(|t| ct.starts_with(t))
+    {
+        return Err(HttpError::new(
+            415,
+            "unsupported_media_type",
+            format!("content type {ct:?} is not JSON; send Content-Type: application/json"),
+        ));
+    }
+    let bytes = match Limited::new(body, MAX_JSON).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(HttpError::new(
+                413,
+                "payload_too_large",
+                format!("request body is larger than {} KiB; JSON requests are small — upload files through the files API", MAX_JSON / 1024),
+            ));
+        }
+        Err(e) => return Err(HttpError::bad_request(format!("reading the request body: {e}"))),
+    };
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { bytes };
+    serde_json::from_slice(&bytes).map_err(|e| HttpError::bad_request(format!("request body is not valid JSON for this call: {e}")))
+}
+
+/// Parse a query string into a multimap (percent-decoded, '+' = space).
+pub fn query(q: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, HttpError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.entry(decode(k)?).or_default().push(decode(v)?);
+    }
+    Ok(out)
+}
+
+pub fn decode(s: &str) -> Result<String, HttpError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 3 <= b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => out.push(v),
+                    None => return Err(HttpError::bad_request(format!("bad percent-encoding in {s:?}"))),
+                }
+                i += 3;
+            }
+            b'%' => return Err(HttpError::bad_request(format!("bad percent-encoding in {s:?}"))),
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| HttpError::bad_request(format!("{s:?} is not UTF-8 once decoded")))
+}
+
+/// One query value.
+pub fn one<'a>(q: &'a BTreeMap<String, Vec<String>>, key: &str) -> Option<&'a str> {
+    q.get(key).and_then(|v| v.last()).map(String::as_str)
+}
+
+pub fn flag(q: &BTreeMap<String, Vec<String>>, key: &str) -> Result<bool, HttpError> {
+    match one(q, key) {
+        None => Ok(false),
+        Some("" | "1" | "true" | "yes") => Ok(true),
+        Some("0" | "false" | "no") => Ok(false),
+        Some(v) => Err(HttpError::bad_request(format!("query {key}={v:?} is not a boolean; use true or false"))),
+    }
+}
+
+pub fn number<T: std::str::FromStr>(q: &BTreeMap<String, Vec<String>>, key: &str) -> Result<Option<T>, HttpError> {
+    one(q, key)
+        .map(|v| v.parse::<T>().map_err(|_| HttpError::bad_request(format!("query {key}={v:?} is not a valid number"))))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        let q = query(Some("path=%2Ftmp%2Fa+b&tag=k%3Dv&tag=x=y&follow")).unwrap();
+        assert_eq!(one(&q, "path"), Some("/tmp/a b"));
+        assert_eq!(q["tag"], vec!["k=v".to_string(), "x=y".to_string()]);
+        assert!(flag(&q, "follow").unwrap());
+        assert!(query(Some("path=%zz")).is_err());
+        assert!(query(Some("path=%2")).is_err());
+        assert!(number::<u64>(&q, "path").is_err());
+    }
+}

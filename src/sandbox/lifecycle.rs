@@ -1,0 +1,430 @@
+//! Sandbox lifecycle: create, watch for exit, stop, keep-warm/timeout timers, recovery after a beamd
+//! restart.
+
+use super::config::{self, InitArgs, Limits};
+use super::manager::{Entry, LOG_MAX, Manager, SandboxError, UID_RANGE};
+use super::record::{self, Record};
+use crate::api::{CreateSandbox, ExitReason, Sandbox, SandboxState};
+use crate::image::bundle::{self, Overrides};
+use crate::image::store::ImageRecord;
+use crate::runtime::state::{ContainerState, pid_start_time};
+use crate::runtime::verbs;
+use chrono::Utc;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+
+type Result<T> = std::result::Result<T, SandboxError>;
+
+/// What the blocking part of create learned.
+struct Created {
+    state: ContainerState,
+    env: Vec<String>,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    entrypoint: Option<Vec<String>>,
+    workdir: String,
+    landlock: Option<crate::api::LandlockPolicy>,
+}
+
+fn open_fd(path: &Path, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: open with a NUL-terminated path; the fd is owned by the returned OwnedFd.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A listening SOCK_SEQPACKET unix socket at `path` (the init's control socket).
+fn control_listener(path: &Path) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, listen, socket, Backlog};
+    let _ = std::fs::remove_file(path);
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::new(128).expect("backlog"))?;
+    Ok(fd)
+}
+
+impl Manager {
+    /// Create and start a sandbox; returns once its init answers.
+    pub async fn create(self: &Arc<Self>, req: CreateSandbox) -> Result<Sandbox> {
+        let v = self.validate(&req)?;
+        let img = self.ensure_image(&req.image, &|_| {}).await?;
+        let rec = self.pending_record(&req, &img, v);
+        let e = self.reserve(rec, !req.insecure_no_userns)?;
+        let mgr = self.clone();
+        let (e2, req2) = (e.clone(), req.clone());
+        let created = tokio::task::spawn_blocking(move || mgr.create_blocking(&e2, &req2, &img))
+            .await
+            .map_err(|err| SandboxError::Internal(format!("create task: {err}")))?;
+        let c = match created {
+            Ok(c) => c,
+            Err(err) => {
+                self.remove_entry(&e.id);
+                let _ = std::fs::remove_dir_all(self.sandbox_dir(&e.id));
+                return Err(err);
+            }
+        };
+        let pid = c.state.pid;
+        self.update_record(&e, |r| {
+            r.env = c.env;
+            r.uid = c.uid;
+            r.gid = c.gid;
+            r.groups = c.groups;
+            r.sandbox.entrypoint = c.entrypoint;
+            r.sandbox.workdir = c.workdir;
+            r.sandbox.user = format!("{}:{}", c.uid, c.gid);
+            r.sandbox.security.landlock = c.landlock;
+            r.sandbox.state = SandboxState::Running;
+            r.sandbox.started_at = Some(Utc::now());
+            r.sandbox.pid = Some(pid);
+            r.pid_start = Some(c.state.pid_start);
+        });
+        self.watch(e.clone(), pid);
+        // The init accepts on its socket once it runs; one ping proves it serves.
+        let ping = tokio::time::timeout(Duration::from_secs(10), self.init_client(&e).ping()).await;
+        match ping {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) if e.state() != SandboxState::Exited => {
+                tracing::warn!(sandbox = %e.id, "the init did not answer: {err}");
+            }
+            Err(_) => tracing::warn!(sandbox = %e.id, "the init did not answer within 10 s"),
+            _ => {}
+        }
+        tracing::info!(sandbox = %e.id, image = %req.image, pid, "sandbox running");
+        e.touch();
+        Ok(e.view())
+    }
+
+    fn create_blocking(&self, e: &Entry, req: &CreateSandbox, img: &ImageRecord) -> Result<Created> {
+        let rec = e.record();
+        let id = &rec.sandbox.id;
+        let dir = self.sandbox_dir(id);
+        let has_entrypoint = req.entrypoint.is_some() || req.cmd.is_some() || req.image_command;
+        let overrides = Overrides {
+            entrypoint: if has_entrypoint { req.entrypoint.clone() } else { Some(vec![config::INIT_PATH.into()]) },
+            cmd: if has_entrypoint { req.cmd.clone() } else { Some(vec![]) },
+            env: req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            workdir: req.workdir.clone(),
+            user: req.user.clone(),
+            readonly: false,
+            network: false,
+            terminal: false,
+            hostname: Some(id.clone()),
+            userns: rec.sandbox.security.uid_base.map(|b| (b, b, UID_RANGE)),
+        };
+        let b = bundle::create(&self.store, img, &dir.join(record::BUNDLE_DIR), &overrides).map_err(|err| match err {
+            bundle::BundleError::Invalid(_) | bundle::BundleError::User { .. } => SandboxError::BadRequest(err.to_string()),
+            other => SandboxError::Internal(other.to_string()),
+        })?;
+        // From here on, a failure must undo the bundle (Drop of `b` unmounts and unpins).
+        let config_path = b.config_path();
+        let read = std::fs::read(&config_path).map_err(|err| SandboxError::Internal(format!("{}: {err}", config_path.display())))?;
+        let mut spec: serde_json::Value = serde_json::from_slice(&read).map_err(|err| SandboxError::Internal(err.to_string()))?;
+        let proc_ = &spec["process"];
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        let args = strings(&proc_["args"]);
+        let env = strings(&proc_["env"]);
+        let workdir = proc_["cwd"].as_str().unwrap_or("/").to_string();
+        let uid = proc_["user"]["uid"].as_u64().unwrap_or(0) as u32;
+        let gid = proc_["user"]["gid"].as_u64().unwrap_or(0) as u32;
+        let groups: Vec<u32> = proc_["user"]["additionalGids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
+            .unwrap_or_default();
+        let entrypoint = has_entrypoint.then_some(args);
+        let landlock = if req.insecure_no_landlock || self.landlock_abi == 0 {
+            None
+        } else {
+            Some(match &req.landlock {
+                Some(p) => (p.clone(), false),
+                None => (config::default_landlock(&b.rootfs.merged), true),
+            })
+        };
+        let init = InitArgs { entrypoint: entrypoint.clone().unwrap_or_default(), uid, gid, groups: groups.clone(), log_max: LOG_MAX };
+        let limits = Limits { cpu: rec.sandbox.cpu, memory_mib: rec.sandbox.memory_mib, pids: rec.sandbox.pids };
+        config::sandbox_spec(
+            &mut spec,
+            id,
+            &self.init_path,
+            &init,
+            limits,
+            landlock.as_ref().map(|(p, be)| (p, *be)),
+            !req.insecure_no_seccomp,
+        );
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&spec).expect("spec serializes"))
+            .map_err(|err| SandboxError::Internal(format!("{}: {err}", config_path.display())))?;
+
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |err: std::io::Error| SandboxError::Internal(format!("{what}: {err}"))
+        };
+        let devnull = open_fd(Path::new("/dev/null"), libc::O_RDONLY, 0).map_err(io("/dev/null"))?;
+        let init_log = dir.join(record::INIT_LOG_FILE);
+        let diag = open_fd(&init_log, libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND, 0o600).map_err(io("init log"))?;
+        let diag2 = diag.try_clone().map_err(io("init log"))?;
+        let listener = control_listener(&dir.join(record::INIT_SOCKET)).map_err(io("the init's control socket"))?;
+        let log = open_fd(&dir.join(record::LOG_FILE), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND, 0o600)
+            .map_err(io("the sandbox log"))?;
+        let status = open_fd(&dir.join(record::STATUS_FILE), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
+            .map_err(io("the status file"))?;
+
+        let loaded = crate::runtime::spec::Bundle::load(&b.dir).map_err(|err| SandboxError::Internal(err.to_string()))?;
+        let opts = verbs::create::CreateOptions {
+            id: id.clone(),
+            bundle: b.dir.clone(),
+            pid_file: None,
+            console: None,
+            preserve_fds: 0,
+            no_pivot: false,
+            fds: vec![devnull, diag, diag2, listener, log, status],
+        };
+        let (mut st, chan) = verbs::create::create_loaded(&self.runtime, &loaded, opts).map_err(runtime_error)?;
+        if let Err(err) = verbs::run::start_over_channel(&chan) {
+            drop(chan);
+            let _ = verbs::delete::delete(&self.runtime, id, true);
+            return Err(runtime_error(err));
+        }
+        drop(chan);
+        verbs::start::started(&self.runtime, &mut st, &loaded.spec).map_err(runtime_error)?;
+        b.detach();
+        Ok(Created {
+            state: st,
+            env,
+            uid,
+            gid,
+            groups,
+            entrypoint,
+            workdir,
+            landlock: landlock.map(|(p, _)| p),
+        })
+    }
+
+    /// Follow the init's exit (pidfd) and then clean up.
+    pub(crate) fn watch(self: &Arc<Self>, e: Arc<Entry>, pid: i32) {
+        let mgr = self.clone();
+        tokio::spawn(async move {
+            match crate::runtime::sys::pidfd_open(pid) {
+                // SAFETY: the pidfd is an OwnedFd the AsyncFd owns until it drops.
+                Ok(fd) => match unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
+                    Ok(afd) => {
+                        let _ = afd.readable().await;
+                    }
+                    Err(err) => {
+                        tracing::error!(sandbox = %e.id, "watching pid {pid}: {err}; polling instead");
+                        while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                },
+                Err(err) => tracing::debug!(sandbox = %e.id, "pidfd_open({pid}): {err}: already gone"),
+            }
+            let m = mgr.clone();
+            let e2 = e.clone();
+            let _ = tokio::task::spawn_blocking(move || m.finish(&e2)).await;
+        });
+    }
+
+    /// The init is gone: decide why, tear everything down, record it.
+    fn finish(&self, e: &Entry) {
+        let rec = e.record();
+        let id = &rec.sandbox.id;
+        if let Some(pid) = rec.sandbox.pid {
+            // Reap it if it is our child (it is, unless beamd restarted since).
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        }
+        let dir = self.sandbox_dir(id);
+        let st = self.runtime.load(id).ok();
+        let oom = st.as_ref().and_then(|s| s.cgroup.oom_kill_count().ok()).unwrap_or(0) > 0;
+        let status = std::fs::read_to_string(dir.join(record::STATUS_FILE))
+            .ok()
+            .and_then(|t| super::initproto::parse_status(&t));
+        let last_diag = std::fs::read_to_string(dir.join(record::INIT_LOG_FILE))
+            .ok()
+            .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string));
+        let (reason, code, error) = match (rec.stop_reason, status) {
+            (Some(r), s) => (r, s.map(|s| s.0), None),
+            (None, s) if oom && s.is_none_or(|s| s.1 == libc::SIGKILL) => (ExitReason::OomKilled, Some(137), None),
+            (None, Some((code, _))) => (ExitReason::Exited, Some(code), last_diag.filter(|_| code == 126 || code == 127)),
+            (None, None) => (
+                ExitReason::Error,
+                None,
+                Some(last_diag.unwrap_or_else(|| "the sandbox's init died without reporting a status".into())),
+            ),
+        };
+        let torn = match &st {
+            Some(st) => verbs::delete::destroy(&self.runtime, st),
+            None => verbs::delete::delete(&self.runtime, id, true),
+        };
+        if let Err(err) = torn {
+            tracing::error!(sandbox = %id, "removing the container: {err}");
+        }
+        if let Err(err) = bundle::remove_stale(&self.store, &dir.join(record::BUNDLE_DIR)) {
+            tracing::error!(sandbox = %id, "removing the bundle: {err}");
+        }
+        let _ = std::fs::remove_file(dir.join(record::INIT_SOCKET));
+        tracing::info!(sandbox = %id, reason = ?reason, code = ?code, "sandbox exited");
+        self.update_record(e, |r| {
+            r.sandbox.state = SandboxState::Exited;
+            r.sandbox.reason = Some(reason);
+            r.sandbox.exit_code = code;
+            r.sandbox.error = error;
+            r.sandbox.exited_at = Some(Utc::now());
+            r.sandbox.pid = None;
+            r.uid_slot = None;
+        });
+    }
+
+    /// Stop a sandbox: SIGTERM to its init (forwarded to the entrypoint), SIGKILL to its cgroup after
+    /// `grace`. Returns once it has exited.
+    pub async fn stop(self: &Arc<Self>, e: &Arc<Entry>, reason: ExitReason, grace: Duration) -> Sandbox {
+        let rec = e.record();
+        if rec.sandbox.state == SandboxState::Exited {
+            return e.view();
+        }
+        let first = rec.stop_reason.is_none();
+        let rec = self.update_record(e, |r| {
+            r.stop_reason.get_or_insert(reason);
+            if r.sandbox.state == SandboxState::Running {
+                r.sandbox.state = SandboxState::Stopping;
+            }
+        });
+        if let (true, Some(pid)) = (first, rec.sandbox.pid)
+            && rec.pid_start.is_none_or(|s| pid_start_time(pid) == Some(s))
+        {
+            tracing::info!(sandbox = %e.id, ?reason, "stopping");
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(grace, e.exited()).await.is_err() {
+            tracing::info!(sandbox = %e.id, "still running {} s after SIGTERM: SIGKILL", grace.as_secs());
+            if let Ok(st) = self.runtime.load(&e.id) {
+                let _ = st.cgroup.kill_all(Signal::SIGKILL);
+            }
+            if let Some(pid) = rec.sandbox.pid
+                && rec.pid_start.is_none_or(|s| pid_start_time(pid) == Some(s))
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            e.exited().await;
+        }
+        e.view()
+    }
+
+    /// Stop idle and timed-out sandboxes, once a second.
+    pub fn spawn_timers(self: &Arc<Self>) {
+        let mgr = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = Utc::now();
+                for e in mgr.entries() {
+                    if e.state() != SandboxState::Running {
+                        continue;
+                    }
+                    let v = e.view();
+                    let timed_out = v.timeout_seconds.is_some_and(|t| now >= v.created_at + chrono::Duration::seconds(t as i64));
+                    let idle = v.expires_at.is_some_and(|x| now >= x);
+                    let reason = if timed_out {
+                        ExitReason::Timeout
+                    } else if idle {
+                        ExitReason::Idle
+                    } else {
+                        continue;
+                    };
+                    let m = mgr.clone();
+                    tokio::spawn(async move {
+                        m.stop(&e, reason, super::manager::DEFAULT_GRACE).await;
+                    });
+                }
+            }
+        });
+    }
+
+    /// Load every sandbox a previous beamd left: adopt the live ones, finish the dead ones.
+    pub async fn recover(self: &Arc<Self>) {
+        let dirs = match std::fs::read_dir(&self.sandboxes_dir) {
+            Ok(d) => d.flatten().map(|d| d.path()).collect::<Vec<_>>(),
+            Err(err) => {
+                tracing::error!("reading {}: {err}", self.sandboxes_dir.display());
+                return;
+            }
+        };
+        for dir in dirs {
+            let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            if !name.starts_with("sbx-") {
+                continue;
+            }
+            let rec = match Record::load(&dir) {
+                Ok(r) => r,
+                Err(err) => {
+                    // A create that died before its first save: nothing but the dir (and maybe a bundle).
+                    tracing::warn!("{err}: removing the half-made sandbox {name}");
+                    let _ = verbs::delete::delete(&self.runtime, &name, true);
+                    let _ = bundle::remove_stale(&self.store, &dir.join(record::BUNDLE_DIR));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+            };
+            let e = Entry::new(rec.clone());
+            self.insert(e.clone());
+            if rec.sandbox.state == SandboxState::Exited {
+                continue;
+            }
+            let alive = rec.sandbox.pid.zip(rec.pid_start).is_some_and(|(pid, start)| pid_start_time(pid) == Some(start));
+            if alive && rec.sandbox.state != SandboxState::Pending {
+                let pid = rec.sandbox.pid.expect("alive implies a pid");
+                tracing::info!(sandbox = %name, pid, "re-adopted a running sandbox");
+                self.watch(e.clone(), pid);
+                if rec.sandbox.state == SandboxState::Stopping {
+                    let (m, e) = (self.clone(), e.clone());
+                    let reason = rec.stop_reason.unwrap_or(ExitReason::Stopped);
+                    tokio::spawn(async move {
+                        // The first SIGTERM went out before the restart; send it again.
+                        m.update_record(&e, |r| r.stop_reason = None);
+                        m.stop(&e, reason, super::manager::DEFAULT_GRACE).await;
+                    });
+                }
+                continue;
+            }
+            if rec.sandbox.state == SandboxState::Pending {
+                self.update_record(&e, |r| {
+                    r.stop_reason = None;
+                    r.sandbox.pid = None;
+                });
+                let m = self.clone();
+                let e2 = e.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    m.finish(&e2);
+                    m.update_record(&e2, |r| {
+                        r.sandbox.reason = Some(ExitReason::Error);
+                        r.sandbox.error = Some("beamd stopped while creating this sandbox".into());
+                    });
+                })
+                .await;
+                continue;
+            }
+            tracing::info!(sandbox = %name, "exited while beamd was not running");
+            let m = self.clone();
+            let _ = tokio::task::spawn_blocking(move || m.finish(&e)).await;
+        }
+    }
+}
+
+fn runtime_error(e: verbs::Error) -> SandboxError {
+    match e {
+        verbs::Error::Child(m) => SandboxError::BadRequest(format!("starting the sandbox: {m}")),
+        other => SandboxError::Internal(other.to_string()),
+    }
+}
