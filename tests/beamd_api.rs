@@ -1,0 +1,165 @@
+//! beamd end to end over raw HTTP: a sandbox's whole lifecycle, the files API (including escape
+//! attempts), logs, TTL updates, and bad input — every error a one-line JSON `{code, message}`, the
+//! daemon still serving and nothing left behind. Root only.
+
+mod common_beamd;
+use common_beamd::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn sandbox_lifecycle_over_http() {
+    require_root!();
+    let b = Beamd::start("life");
+    let v = b.get("/v1/version").json();
+    assert_eq!(v["api"], "v1");
+
+    let s = b.create(&json!({"image": "busybox", "name": "web", "tags": {"team": "a"}, "env": {"GREETING": "hi"}, "cpu": 0.5, "memory": "256Mi"}));
+    let id = s["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sbx-"), "{s}");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["memory_mib"], 256);
+    assert_eq!(s["cpu"], 0.5);
+    assert!(s["entrypoint"].is_null());
+
+    // by id and by name; list filters
+    assert_eq!(b.get(&format!("/v1/sandboxes/{id}")).json()["name"], "web");
+    assert_eq!(b.get("/v1/sandboxes/web").json()["id"], id.as_str());
+    let other = b.create(&json!({"image": "busybox", "tags": {"team": "b"}}));
+    let list = |q: &str| -> Vec<String> {
+        b.get(&format!("/v1/sandboxes{q}")).json()["sandboxes"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(list("?tag=team%3Da"), vec![id.clone()]);
+    assert_eq!(list("?name=web"), vec![id.clone()]);
+    assert_eq!(list("?state=running").len(), 2);
+    assert_eq!(list("?state=exited").len(), 0);
+
+    // exec: stdout, stderr, exit code, env, cwd
+    let o = b.exec(&id, &json!({"cmd": ["sh", "-c", "echo $GREETING $X; pwd; echo oops >&2; exit 5"], "env": {"X": "there"}, "cwd": "/tmp"}));
+    assert_eq!(o.out(), "hi there\n/tmp\n");
+    assert_eq!(o.err(), "oops\n");
+    assert_eq!(o.code(), 5);
+    assert_eq!(o.exit["reason"], "exited");
+    let r = b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["no-such-tool"]}));
+    assert!(r.api_error(400).contains("no-such-tool"));
+
+    // files: upload, stat, list, download, mkdir, tar round trip, remove
+    let up = b.try_request("PUT", &format!("/v1/sandboxes/{id}/files?path=/tmp/a.txt&mode=0600"), Some(b"hello file\n"), &[("Content-Type", "application/octet-stream")]).unwrap();
+    assert_eq!(up.status, 201, "{}", up.text());
+    assert_eq!(up.json()["mode"], 0o600);
+    assert_eq!(up.json()["uid"], 0);
+    assert_eq!(b.sh(&id, "cat /tmp/a.txt; stat -c %u:%a /tmp/a.txt").out(), "hello file\n0:600\n");
+    assert_eq!(b.get(&format!("/v1/sandboxes/{id}/files?path=/tmp/a.txt")).body, b"hello file\n");
+    assert_eq!(b.post(&format!("/v1/sandboxes/{id}/files/mkdir"), &json!({"path": "/tmp/d/e", "parents": true})).status, 201);
+    b.sh(&id, "echo x > /tmp/d/e/f; ln -s /etc/passwd /tmp/d/link");
+    let listing = b.get(&format!("/v1/sandboxes/{id}/files/list?path=/tmp/d/e")).json();
+    assert_eq!(listing["entries"][0]["name"], "f");
+    let tar = b.get(&format!("/v1/sandboxes/{id}/files?path=/tmp/d"));
+    assert_eq!(tar.header("content-type"), Some("application/x-tar"));
+    let put = b.try_request("PUT", &format!("/v1/sandboxes/{id}/files?path=/srv/copy"), Some(&tar.body), &[("Content-Type", "application/x-tar")]).unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(b.sh(&id, "cat /srv/copy/d/e/f; readlink /srv/copy/d/link").out(), "x\n/etc/passwd\n");
+    assert_eq!(b.request("DELETE", &format!("/v1/sandboxes/{id}/files?path=/srv/copy&recursive=true"), None).status, 204);
+    assert_eq!(b.sh(&id, "test -e /srv/copy; echo $?").out(), "1\n");
+
+    // escapes stay inside: a symlink to the host's / is the sandbox's /
+    let marker = b.tmp.path().join("host-secret");
+    std::fs::write(&marker, "host only").unwrap();
+    b.sh(&id, &format!("ln -s / /tmp/esc; ln -s {} /tmp/esc2", marker.display()));
+    let via = b.get(&format!("/v1/sandboxes/{id}/files?path=/tmp/esc/{}", marker.display()));
+    via.api_error(404);
+    b.get(&format!("/v1/sandboxes/{id}/files?path=/tmp/esc2")).api_error(404);
+    b.get(&format!("/v1/sandboxes/{id}/files?path=/../../../{}", marker.display())).api_error(404);
+    b.get(&format!("/v1/sandboxes/{id}/files/stat?path=tmp/a.txt")).api_error(400);
+    let w = b.try_request("PUT", &format!("/v1/sandboxes/{id}/files?path=/tmp/esc2"), Some(b"overwritten"), &[]).unwrap();
+    assert_eq!(w.status, 201, "replacing the symlink itself is fine: {}", w.text());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "host only");
+
+    // TTL update
+    let p = b.request("PATCH", &format!("/v1/sandboxes/{id}"), Some(&json!({"keep_warm_seconds": -1, "timeout_seconds": 3600})));
+    assert_eq!(p.status, 200, "{}", p.text());
+    assert_eq!(p.json()["keep_warm_seconds"], -1);
+    assert_eq!(p.json()["timeout_seconds"], 3600);
+
+    // stop → exited/stopped; wait returns it; exec now 409; delete → 404
+    let stopped = b.post(&format!("/v1/sandboxes/{id}/stop"), &json!({"grace_seconds": 5})).json();
+    assert_eq!(stopped["state"], "exited");
+    assert_eq!(stopped["reason"], "stopped");
+    assert_eq!(b.post(&format!("/v1/sandboxes/{id}/wait"), &json!({})).json()["state"], "exited");
+    b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["true"]})).api_error(409);
+    assert!(cgroups_of(&id).is_empty(), "cgroup left: {:?}", cgroups_of(&id));
+    assert_eq!(b.request("DELETE", &format!("/v1/sandboxes/{id}"), None).status, 204);
+    b.get(&format!("/v1/sandboxes/{id}")).api_error(404);
+    assert_eq!(b.request("DELETE", &format!("/v1/sandboxes/{}", other["id"].as_str().unwrap()), None).status, 204);
+    assert!(b.mounts().is_empty(), "mounts left: {:?}", b.mounts());
+    assert_eq!(std::fs::read_dir(b.root.join("sandboxes")).unwrap().count(), 0);
+}
+
+#[test]
+fn pod_logs_and_exit_code() {
+    require_root!();
+    let b = Beamd::start("pod");
+    let s = b.create(&json!({"image": "busybox", "entrypoint": ["sh", "-c", "for i in 1 2 3; do echo line $i; done; echo warn >&2; exit 4"]}));
+    let id = s["id"].as_str().unwrap();
+    let w = b.post(&format!("/v1/sandboxes/{id}/wait?timeout_seconds=30"), &json!({})).json();
+    assert_eq!(w["state"], "exited", "{w}");
+    assert_eq!(w["reason"], "exited");
+    assert_eq!(w["exit_code"], 4);
+    let logs = b.get(&format!("/v1/sandboxes/{id}/logs")).text();
+    assert!(logs.contains("line 1\nline 2\nline 3\n") && logs.contains("warn\n"), "{logs:?}");
+    assert_eq!(b.get(&format!("/v1/sandboxes/{id}/logs?tail_bytes=7")).text().len(), 7);
+
+    // follow: streams until the sandbox exits
+    let s = b.create(&json!({"image": "busybox", "entrypoint": ["sh", "-c", "echo start; sleep 1; echo end"]}));
+    let id = s["id"].as_str().unwrap();
+    let followed = b.get(&format!("/v1/sandboxes/{id}/logs?follow=true")).text();
+    assert_eq!(followed, "start\nend\n");
+    assert_eq!(b.get(&format!("/v1/sandboxes/{id}")).json()["state"], "exited");
+}
+
+#[test]
+fn bad_input_is_a_clear_4xx_and_leaves_nothing() {
+    require_root!();
+    let b = Beamd::start("bad");
+    let create = |body: serde_json::Value| b.post("/v1/sandboxes", &body);
+    assert!(create(json!({"image": "127.0.0.1:9/nope/nothing:1"})).api_error(400).contains("nope"));
+    assert!(create(json!({"image": "busybox", "memory": "lots"})).api_error(400).contains("memory"));
+    assert!(create(json!({"image": "busybox", "cpu": 1000})).api_error(400).contains("cpu"));
+    assert!(create(json!({"image": "busybox", "keep_warm_seconds": 0})).api_error(400).contains("keep_warm"));
+    assert!(create(json!({"image": "busybox", "ports": [0]})).api_error(400).contains("port"));
+    assert!(create(json!({"image": "busybox", "ports": [70000]})).api_error(400).contains("70000"));
+    assert!(create(json!({"image": "busybox", "name": "bad name"})).api_error(400).contains("name"));
+    assert!(create(json!({"image": "busybox", "user": "nosuchuser"})).api_error(400).contains("nosuchuser"));
+    assert!(create(json!({"imgae": "busybox"})).api_error(400).contains("imgae"));
+    let raw = b.try_request("POST", "/v1/sandboxes", Some(b"{not json"), &[]).unwrap();
+    assert!(raw.api_error(400).contains("JSON"));
+    let huge = vec![b' '; 2 << 20];
+    b.try_request("POST", "/v1/sandboxes", Some(&huge), &[]).unwrap().api_error(413);
+    b.try_request("POST", "/v1/sandboxes", Some(b"{}"), &[("Content-Type", "image/png")]).unwrap().api_error(415);
+    b.get("/v1/nope").api_error(404);
+    b.get("/nope").api_error(404);
+    b.request("PUT", "/v1/sandboxes", None).api_error(405);
+    b.get("/v1/sandboxes?state=sleeping").api_error(400);
+    b.get("/v1/sandboxes/sbx-doesnotexist").api_error(404);
+
+    let s = b.create(&json!({"image": "busybox", "name": "dup"}));
+    assert!(create(json!({"image": "busybox", "name": "dup"})).api_error(409).contains("dup"));
+    let id = s["id"].as_str().unwrap();
+    b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": []})).api_error(400);
+    b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["cat"], "stdin": true})).api_error(400);
+    b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["true"], "user": "ghost"})).api_error(400);
+    b.get(&format!("/v1/sandboxes/{id}/files?path=relative")).api_error(400);
+    b.get(&format!("/v1/sandboxes/{id}/files?path=/no/such")).api_error(404);
+    b.get(&format!("/v1/sandboxes/{id}/files")).api_error(400);
+    b.post(&format!("/v1/sandboxes/{id}/processes/999999/signal"), &json!({"signal": "TERM"})).api_error(404);
+    b.post(&format!("/v1/sandboxes/{id}/processes/1/signal"), &json!({"signal": "NOPE"})).api_error(400);
+    b.request("PATCH", &format!("/v1/sandboxes/{id}"), Some(&json!({"keep_warm_seconds": -5}))).api_error(400);
+
+    // Still serving, and the failed creates left nothing.
+    assert_eq!(b.get("/v1/version").status, 200);
+    assert_eq!(b.ids(), vec![id.to_string()]);
+    b.request("DELETE", &format!("/v1/sandboxes/{id}"), None);
+    b.await_until("no sandbox dirs", Duration::from_secs(5), || std::fs::read_dir(b.root.join("sandboxes")).unwrap().count() == 0);
+    assert!(b.mounts().is_empty(), "{:?}", b.mounts());
+    assert_eq!(std::fs::read_dir(b.run_dir.join("runtime")).unwrap().count(), 0);
+}
