@@ -21,7 +21,7 @@ pub const EXEC_PID_HEADER: &str = "x-beam-exec-pid";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ApiError {
     /// A stable slug: bad_request, not_found, conflict, payload_too_large, unsupported_media_type,
-    /// method_not_allowed, unauthorized, gone, internal.
+    /// method_not_allowed, unauthorized, internal.
     pub code: String,
     /// One line: what was wrong and how to fix it.
     pub message: String,
@@ -254,7 +254,8 @@ pub struct ExecExit {
     pub exit_code: i32,
     /// The signal that ended the process, if one did.
     pub signal: Option<i32>,
-    /// exited, timeout, killed (a signal from the API or the sandbox stopping), error.
+    /// exited, timeout, oom-killed (SIGKILL while the sandbox's cgroup hit its memory limit), killed (any
+    /// other signal, e.g. from the API or because the sandbox stopped).
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -410,7 +411,7 @@ pub fn parse_memory(m: &MemorySize) -> Result<u64, String> {
     if !mib.is_finite() || mib < 6.0 {
         return Err(format!("memory {m:?} is below the 6 MiB minimum a sandbox needs; ask for more"));
     }
-    if mib > (1u64 << 40) as f64 {
+    if mib > (1u64 << 20) as f64 {
         return Err(format!("memory {m:?} is larger than any host; ask for less"));
     }
     Ok(mib.round() as u64)

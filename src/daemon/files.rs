@@ -1,7 +1,7 @@
 //! The files API: every path is resolved inside the sandbox's root ([`crate::sandbox::files`]); bodies
 //! stream both ways through a blocking thread and a small channel, so memory stays flat for big files.
 
-use super::http::{self, HttpError, Resp, flag, no_content, number, one, streaming};
+use super::http::{self, HttpError, Resp, flag, no_content, one, streaming};
 use crate::api::{FileType, Mkdir};
 use crate::sandbox::files::SandboxFs;
 use crate::sandbox::manager::{Entry, Manager};
@@ -203,10 +203,17 @@ pub async fn files(
             let st = blocking(move || Ok(fs.mkdir(&body.path, body.parents, mode)?)).await?;
             Ok(http::json_response(StatusCode::CREATED, &st))
         }
-        (r, m) => {
-            let _ = number::<u64>(q, "unused");
-            Err(HttpError::not_found(format!("no route {m} /files/{}; see docs/api.md", r.join("/"))))
-        }
+        ([], m) => Err(method_not_allowed(&m, "", "GET, PUT, DELETE")),
+        (["stat" | "list"], m) => Err(method_not_allowed(&m, rest[0], "GET")),
+        (["mkdir"], m) => Err(method_not_allowed(&m, "mkdir", "POST")),
+        (r, m) => Err(HttpError::not_found(format!("no route {m} …/files/{}; see docs/api.md", r.join("/")))),
+    }
+}
+
+fn method_not_allowed(m: &Method, sub: &str, allow: &str) -> HttpError {
+    HttpError {
+        allow: Some(allow.into()),
+        ..HttpError::new(405, "method_not_allowed", format!("{m} is not allowed on …/files{}{sub}; use {allow}", if sub.is_empty() { "" } else { "/" }))
     }
 }
 

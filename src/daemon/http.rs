@@ -23,11 +23,18 @@ pub struct HttpError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl HttpError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        HttpError { status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, message: message.into() }
+        HttpError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message: message.into(),
+            allow: None,
+        }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(400, "bad_request", m)
@@ -42,7 +49,11 @@ impl HttpError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }
-        json_response(self.status, &ApiError { code: self.code.into(), message: self.message })
+        let mut r = json_response(self.status, &ApiError { code: self.code.into(), message: self.message });
+        if let Some(a) = self.allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+            r.headers_mut().insert(header::ALLOW, a);
+        }
+        r
     }
 }
 

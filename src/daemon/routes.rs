@@ -71,8 +71,9 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
     let segs: Vec<String> = rest.split('/').map(http::decode).collect::<Result<_, _>>()?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = req.method().clone();
-    let not_allowed = |allowed: &str| {
-        HttpError::new(405, "method_not_allowed", format!("{m} is not allowed on {path}; use {allowed}"))
+    let not_allowed = |allowed: &str| HttpError {
+        allow: Some(allowed.into()),
+        ..HttpError::new(405, "method_not_allowed", format!("{m} is not allowed on {path}; use {allowed}"))
     };
     match segs.as_slice() {
         ["version"] => match m {

@@ -68,6 +68,7 @@ impl Manager {
         let c = match created {
             Ok(c) => c,
             Err(err) => {
+                e.gone();
                 self.remove_entry(&e.id);
                 let _ = std::fs::remove_dir_all(self.sandbox_dir(&e.id));
                 return Err(err);
@@ -83,12 +84,19 @@ impl Manager {
             r.sandbox.workdir = c.workdir;
             r.sandbox.user = format!("{}:{}", c.uid, c.gid);
             r.sandbox.security.landlock = c.landlock;
-            r.sandbox.state = SandboxState::Running;
+            // A stop that came in while it was being created keeps it `stopping` (SIGTERM below).
+            if r.sandbox.state == SandboxState::Pending {
+                r.sandbox.state = SandboxState::Running;
+            }
             r.sandbox.started_at = Some(Utc::now());
             r.sandbox.pid = Some(pid);
             r.pid_start = Some(c.state.pid_start);
         });
         self.watch(e.clone(), pid);
+        if e.record().stop_reason.is_some() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            return Ok(e.view());
+        }
         // The init accepts on its socket once it runs; one ping proves it serves.
         let ping = tokio::time::timeout(Duration::from_secs(10), self.init_client(&e).ping()).await;
         match ping {
@@ -295,7 +303,7 @@ impl Manager {
         let first = rec.stop_reason.is_none();
         let rec = self.update_record(e, |r| {
             r.stop_reason.get_or_insert(reason);
-            if r.sandbox.state == SandboxState::Running {
+            if matches!(r.sandbox.state, SandboxState::Running | SandboxState::Pending) {
                 r.sandbox.state = SandboxState::Stopping;
             }
         });

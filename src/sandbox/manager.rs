@@ -119,6 +119,11 @@ impl Entry {
         self.rec.lock().expect("record lock").sandbox.state
     }
 
+    /// It never came to be (a failed create): wake whoever waits for its exit.
+    pub(crate) fn gone(&self) {
+        self.exited.send_replace(true);
+    }
+
     /// An API call touched it: push its idle deadline out.
     pub fn touch(&self) {
         self.last_activity.store(Utc::now().timestamp_millis(), Ordering::SeqCst);
