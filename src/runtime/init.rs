@@ -221,8 +221,14 @@ fn fork_into_namespaces(chan: &Channel) -> Result<(), InitError> {
     let mut p = [0 as RawFd; 2];
     // SAFETY: pipe2 writes two fds into our array.
     check(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, "pipe2")?;
-    // SAFETY: we are single-threaded here (a fresh clone child); fork duplicates only this thread.
-    let pid = unsafe { libc::fork() };
+    // Not libc::fork: this process is a raw clone of a possibly multi-threaded caller (beamd), so glibc's
+    // fork would take its atfork and malloc locks, which a thread that does not exist here may hold.
+    // SAFETY: a raw clone with fork semantics; both sides only make raw syscalls until execve/_exit.
+    let pid = match unsafe { sys::clone(0, None) } {
+        Ok(sys::CloneResult::Child) => 0,
+        Ok(sys::CloneResult::Parent(pid)) => pid,
+        Err(_) => -1,
+    };
     match pid {
         -1 => Err(fail!("fork into the pid namespace: {}", Errno::last().desc())),
         0 => {
