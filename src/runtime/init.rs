@@ -207,9 +207,9 @@ fn setup(plan: &InitPlan, chan: &Channel, exe: &mut StackBuf<4096>, state: &mut 
 fn become_root() -> Result<(), InitError> {
     // SAFETY: credential syscalls with integer arguments / an empty list.
     unsafe {
-        check(libc::setresgid(0, 0, 0), "setresgid(0) in the user namespace (is gid 0 mapped?)")?;
-        check(libc::setgroups(0, std::ptr::null()), "setgroups([]) in the user namespace")?;
-        check(libc::setresuid(0, 0, 0), "setresuid(0) in the user namespace (is uid 0 mapped?)")?;
+        check(sys::setresgid(0, 0, 0), "setresgid(0) in the user namespace (is gid 0 mapped?)")?;
+        check(sys::setgroups(0, std::ptr::null()), "setgroups([]) in the user namespace")?;
+        check(sys::setresuid(0, 0, 0), "setresuid(0) in the user namespace (is uid 0 mapped?)")?;
     }
     Ok(())
 }
@@ -378,12 +378,12 @@ fn exec_process_inner(p: &ProcessPlan, exe: &mut StackBuf<4096>) -> Result<(), I
     p.caps.drop_bounding().map_err(|e| fail!("process.capabilities.bounding: {}", e.desc()))?;
     // SAFETY: credential syscalls with integer arguments and a live gid slice.
     unsafe {
-        if libc::setgroups(p.groups.len(), p.groups.as_ptr()) < 0 && !(p.groups.is_empty() && Errno::last() == Errno::EPERM) {
+        if sys::setgroups(p.groups.len(), p.groups.as_ptr()) < 0 && !(p.groups.is_empty() && Errno::last() == Errno::EPERM) {
             return Err(fail!("process.user.additionalGids: setgroups: {}", Errno::last().desc()));
         }
         check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")?;
-        check(libc::setresgid(p.gid, p.gid, p.gid), "process.user.gid: setresgid (is it mapped?)")?;
-        check(libc::setresuid(p.uid, p.uid, p.uid), "process.user.uid: setresuid (is it mapped?)")?;
+        check(sys::setresgid(p.gid, p.gid, p.gid), "process.user.gid: setresgid (is it mapped?)")?;
+        check(sys::setresuid(p.uid, p.uid, p.uid), "process.user.uid: setresuid (is it mapped?)")?;
         check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")?;
     }
     p.caps.apply().map_err(|e| fail!("process.capabilities: capset: {}", e.desc()))?;

@@ -184,3 +184,34 @@ mod tests {
         assert_eq!(b.as_cstr().to_bytes(), b"1234-56");
     }
 }
+
+// Credential changes as raw syscalls. glibc's wrappers broadcast the change to every thread the
+// process had (its "setxid" protocol), and a clone child of a multi-threaded parent (beamd) carries a
+// stale copy of that thread list: the raw calls change exactly this thread, which is all there is.
+
+/// Raw setresuid(2).
+///
+/// # Safety
+/// Only changes the calling thread's credentials; the caller must be single-threaded (a clone child).
+pub unsafe fn setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t) -> libc::c_int {
+    // SAFETY: integer arguments only.
+    unsafe { libc::syscall(libc::SYS_setresuid, r, e, s) as libc::c_int }
+}
+
+/// Raw setresgid(2). Same contract as [`setresuid`].
+///
+/// # Safety
+/// See [`setresuid`].
+pub unsafe fn setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t) -> libc::c_int {
+    // SAFETY: integer arguments only.
+    unsafe { libc::syscall(libc::SYS_setresgid, r, e, s) as libc::c_int }
+}
+
+/// Raw setgroups(2). Same contract as [`setresuid`].
+///
+/// # Safety
+/// `list` must point to `n` gids (or be null with `n == 0`).
+pub unsafe fn setgroups(n: usize, list: *const libc::gid_t) -> libc::c_int {
+    // SAFETY: the caller passes a valid list of n gids.
+    unsafe { libc::syscall(libc::SYS_setgroups, n, list) as libc::c_int }
+}
