@@ -1,8 +1,15 @@
-//! `beam`: the beam command line. Image commands work on the local store directly; sandbox commands
-//! (`beam run`, `beam exec`, …) arrive with beamd and will go through its API.
+//! `beam`: the beam command line. Image commands (`beam image …`) work on the local store directly;
+//! the sandbox commands (`beam run`, `exec`, `shell`, `container …`, `ps`, `stop`, `rm`, `logs`,
+//! `cp`, `version`, …) only talk to beamd over its HTTP/JSON API, on its unix socket (`--socket`) or
+//! over TCP (`--url`, with a token).
 
+mod client;
+mod cp;
+mod exec;
 mod human;
 mod image;
+mod run;
+mod sandbox;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,11 +18,13 @@ use std::path::PathBuf;
 #[command(name = "beam", about = "beam: sandboxes for code you don't trust", version)]
 struct Cli {
     /// State root (image store, containers).
-    #[arg(long, global = true, env = "BEAM_ROOT", default_value = "/var/lib/beam")]
+    #[arg(long, global = true, help_heading = "Global options", env = "BEAM_ROOT", default_value = "/var/lib/beam")]
     root: PathBuf,
     /// Log debug messages.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     debug: bool,
+    #[command(flatten)]
+    daemon: client::DaemonArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -27,6 +36,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: image::ImageCmd,
     },
+    #[command(flatten)]
+    Sandbox(sandbox::Cmd),
 }
 
 fn main() {
@@ -39,7 +50,8 @@ fn main() {
         .with_target(false)
         .try_init();
     let code = match cli.cmd {
-        Cmd::Image { cmd } => image::run(&cli.root, cmd),
+        Cmd::Image { cmd } => image::run(&cli.root, cmd).map_err(|e| e.to_string()),
+        Cmd::Sandbox(cmd) => sandbox::main(&cli.daemon, cmd).map_err(|e| e.to_string()),
     };
     std::process::exit(match code {
         Ok(c) => c,
