@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what is needed, build beam, build the embedded busybox image (no registry, no network) and run a
-# container of it — then the same through beam-oci, the runc-compatible runtime, on a plain OCI bundle.
+# Install what is needed, build beam, start beamd (unless one is serving), `beam run` a sandbox of the
+# busybox image (built from the embedded recipe: no registry, no network), exec in it, stop it — then a
+# container through beam-oci, the runc-compatible runtime, on a plain OCI bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || { echo "run as root: sudo bash scripts/demo.sh" >&2; exit 1; }
@@ -10,15 +11,33 @@ beam=target/release/beam
 oci=target/release/beam-oci
 root=${BEAM_ROOT:-/var/lib/beam}
 
-echo "==> $beam image build busybox   (the embedded recipe: the host's busybox-static, no network)"
-"$beam" --root "$root" image build busybox
-"$beam" --root "$root" image ls
-echo "==> $beam image run busybox -- sh -c …"
-"$beam" --root "$root" image run busybox -- sh -c 'echo "hello from a beam container: pid $$, $(id)"; grep -E "^(CapEff|NoNewPrivs|Seccomp)" /proc/self/status'
+sock=${BEAM_SOCKET:-/run/beam/beamd.sock}
+export BEAM_SOCKET=$sock
+started=
+cleanup() {
+  [[ -n "${id:-}" ]] && "$beam" rm -f "$id" >/dev/null 2>&1 || true
+  [[ -n "$started" ]] && kill "$started" 2>/dev/null && wait "$started" 2>/dev/null || true
+  rm -rf "${bundle:-}"
+}
+trap cleanup EXIT
+if ! "$beam" version >/dev/null 2>&1; then
+  echo "==> starting beamd (socket $sock, state $root; log /tmp/beamd-demo.log)"
+  target/release/beamd --root "$root" --socket "$sock" >/tmp/beamd-demo.log 2>&1 &
+  started=$!
+  for _ in $(seq 100); do "$beam" version >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+echo "==> beam run --image busybox   (built from the embedded recipe: the host's busybox-static, no network)"
+id=$("$beam" run --image busybox --name "demo-$$" --memory 256Mi --cpu 0.5)
+echo "==> beam exec $id -- sh -c …"
+"$beam" exec "$id" -- sh -c 'echo "hello from a beam sandbox: pid $$, $(id), hostname $(hostname)"; grep -E "^(CapEff|NoNewPrivs|Seccomp)" /proc/self/status; head -1 /proc/self/uid_map'
+"$beam" container list
+echo "==> beam stop $id"
+"$beam" stop "$id"
+"$beam" rm "$id" >/dev/null
+id=
 
 echo "==> $oci run  (an OCI bundle, as podman or containerd would hand it over)"
 bundle=$(mktemp -d /tmp/beam-demo.XXXXXX)
-trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/sys" "$bundle/rootfs/dev" "$bundle/rootfs/tmp"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$bundle/rootfs/bin/$a"; done

@@ -27,12 +27,21 @@ BIN=${BEAM_TEST_BIN:-$(test_bins --lib | tail -n1)}
 OCI=$(test_bins --test oci_runtime | tail -n1)
 [ -x "$OCI" ] || { echo "cgroup-v2.sh: no oci_runtime test binary (build failed?)" >&2; exit 1; }
 
+# beamd end to end (sandboxes: user namespaces, idmapped layers, CLONE_INTO_CGROUP, v2 limits).
+BEAMD=$(test_bins --test beamd_api | tail -n1)
+[ -x "$BEAMD" ] || { echo "cgroup-v2.sh: no beamd_api test binary (build failed?)" >&2; exit 1; }
+
 q() { printf '%q ' "$@"; }
 GUEST=(
     "echo '== cgroup unit + kernel tests (pure v2)'"
     "$(q "$BIN" runtime::cgroups --test-threads=2 "$@")"
     "echo '== beam-oci end to end (pure v2)'"
     "$(q "$OCI" --test-threads=2 "$@")"
+    "echo '== beamd sandboxes end to end (pure v2)'"
+    # The guest's /tmp is tmpfs/9p, which 6.1 can't idmap: put the state on a loop-mounted ext4.
+    "modprobe -d \"\$BEAM_VM_MODROOT\" loop && modprobe -d \"\$BEAM_VM_MODROOT\" ext4 && truncate -s 1G /tmp/beam-ext4.img && mkfs.ext4 -q -F /tmp/beam-ext4.img"
+    "mkdir -p /tmp/beam-ext4 && mount -o loop /tmp/beam-ext4.img /tmp/beam-ext4"
+    "TMPDIR=/tmp/beam-ext4 $(q "$BEAMD" --test-threads=2 "$@")"
 )
 SCRIPT=$(printf '%s && ' "${GUEST[@]}")
 exec tests/vm/run.sh bash -c "set -o pipefail; ${SCRIPT}true"

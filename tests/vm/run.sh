@@ -67,6 +67,25 @@ if [ -z "$KERNEL" ]; then
     KERNEL=$(newest_cached)
 fi
 [ -f "$KERNEL" ] || die "kernel $KERNEL not found"
+# The guest sees the host's /lib/modules (and a throw-away /var), not this kernel's modules: copy the few
+# the tests load (BEAM_VM_MODULES) with their dependencies under target/, where the guest can
+# `modprobe -d "$BEAM_VM_MODROOT" loop` (e.g. to loop-mount an ext4 that supports idmapped layers).
+MODROOT=$(dirname "$(dirname "$KERNEL")")
+KVER=${KERNEL##*/vmlinuz-}
+GUESTMOD=$PWD/target/vm-modules
+if [ -d "$MODROOT/lib/modules/$KVER" ]; then
+    [ -s "$MODROOT/lib/modules/$KVER/modules.dep" ] || depmod -b "$MODROOT" "$KVER"
+    for m in ${BEAM_VM_MODULES:-loop ext4}; do
+        modprobe -d "$MODROOT" -S "$KVER" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" {print $2}' |
+            while read -r ko; do
+                rel=${ko#"$MODROOT"/}
+                mkdir -p "$GUESTMOD/$(dirname "$rel")"
+                cp -u "$ko" "$GUESTMOD/$rel"
+            done
+    done
+    cp -u "$MODROOT/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$GUESTMOD/lib/modules/$KVER/" 2>/dev/null || true
+    depmod -b "$GUESTMOD" "$KVER" || echo "tests/vm/run.sh: depmod failed; modules won't load in the guest" >&2
+fi
 
 # --- guest script ---
 RW=$(mktemp -d /tmp/beam-vm.XXXXXX)
@@ -74,6 +93,7 @@ trap 'rm -rf "$RW"' EXIT
 {
     echo '#!/bin/bash'
     echo 'grep -qs "^cgroup2 /sys/fs/cgroup cgroup2" /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup'
+    printf 'export BEAM_VM_MODROOT=%q\n' "$GUESTMOD"
     for v in RUST_LOG RUST_BACKTRACE RUST_TEST_THREADS; do
         [ -z "${!v:-}" ] || printf 'export %s=%q\n' "$v" "${!v}"
     done
