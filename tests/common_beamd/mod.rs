@@ -367,6 +367,8 @@ pub struct Upgraded {
     pub stream: UnixStream,
     pub pid: i32,
     dec: beam::api::frames::Decoder,
+    /// Frames read by `read_until` that were not stdout (stderr, exit): `finish` sees them.
+    held: Vec<(u8, Vec<u8>)>,
 }
 
 impl Beamd {
@@ -393,7 +395,7 @@ impl Beamd {
             .lines()
             .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-beam-exec-pid:").map(|v| v.trim().parse().unwrap()))
             .expect("pid header");
-        Upgraded { stream: s, pid, dec: beam::api::frames::Decoder::new() }
+        Upgraded { stream: s, pid, dec: beam::api::frames::Decoder::new(), held: Vec::new() }
     }
 }
 
@@ -405,8 +407,12 @@ impl Upgraded {
     pub fn finish(&mut self) -> ExecOut {
         let mut out = ExecOut::default();
         let mut buf = vec![0u8; 65536];
+        let mut frames: std::collections::VecDeque<(u8, Vec<u8>)> = std::mem::take(&mut self.held).into();
         loop {
-            while let Some((stream, data)) = self.dec.next_frame().unwrap() {
+            while let Some(f) = self.dec.next_frame().unwrap() {
+                frames.push_back(f);
+            }
+            while let Some((stream, data)) = frames.pop_front() {
                 match stream {
                     beam::api::frames::STDOUT => out.stdout.extend(data),
                     beam::api::frames::STDERR => out.stderr.extend(data),
@@ -430,6 +436,8 @@ impl Upgraded {
             while let Some((stream, data)) = self.dec.next_frame().unwrap() {
                 if stream == beam::api::frames::STDOUT {
                     seen.extend(data);
+                } else {
+                    self.held.push((stream, data));
                 }
             }
             let s = String::from_utf8_lossy(&seen).to_string();
