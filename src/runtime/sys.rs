@@ -171,20 +171,6 @@ impl<const N: usize> std::fmt::Write for StackBuf<N> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fmt::Write;
-
-    #[test]
-    fn stackbuf_truncates_and_terminates() {
-        let mut b = StackBuf::<8>::new();
-        write!(b, "{}-{}", 1234, 5678).unwrap();
-        assert_eq!(b.as_bytes(), b"1234-56");
-        assert_eq!(b.as_cstr().to_bytes(), b"1234-56");
-    }
-}
-
 // Credential changes as raw syscalls. glibc's wrappers broadcast the change to every thread the
 // process had (its "setxid" protocol), and a clone child of a multi-threaded parent (beamd) carries a
 // stale copy of that thread list: the raw calls change exactly this thread, which is all there is.
@@ -214,4 +200,18 @@ pub unsafe fn setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t) -> libc:
 pub unsafe fn setgroups(n: usize, list: *const libc::gid_t) -> libc::c_int {
     // SAFETY: the caller passes a valid list of n gids.
     unsafe { libc::syscall(libc::SYS_setgroups, n, list) as libc::c_int }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+
+    #[test]
+    fn stackbuf_truncates_and_terminates() {
+        let mut b = StackBuf::<8>::new();
+        write!(b, "{}-{}", 1234, 5678).unwrap();
+        assert_eq!(b.as_bytes(), b"1234-56");
+        assert_eq!(b.as_cstr().to_bytes(), b"1234-56");
+    }
 }
