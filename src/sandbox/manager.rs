@@ -188,6 +188,7 @@ impl Manager {
         let store = Store::open(&cfg.root.join("images")).map_err(|e| SandboxError::Internal(e.to_string()))?;
         let sandboxes_dir = cfg.root.join("sandboxes");
         std::fs::create_dir_all(&sandboxes_dir).map_err(|e| internal(sandboxes_dir.display())(e.to_string()))?;
+        check_traversable(&cfg.root, &sandboxes_dir)?;
         let runtime_dir = cfg.run_dir.join("runtime");
         std::fs::create_dir_all(&runtime_dir).map_err(|e| internal(runtime_dir.display())(e.to_string()))?;
         let runtime = Root::new(&runtime_dir).map_err(|e| SandboxError::Internal(e.to_string()))?;
@@ -500,6 +501,36 @@ impl Manager {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
+}
+
+/// Sandboxes run as unprivileged host uids (their user namespace's range), and the runtime reaches their
+/// root filesystem under `sandboxes` as that uid: every dir on the way must be searchable by others.
+/// beamd's own dirs are fixed (o+x); a parent that isn't is an error naming it.
+fn check_traversable(root: &Path, sandboxes: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let sandboxes = std::fs::canonicalize(sandboxes).map_err(|e| internal(sandboxes.display())(e.to_string()))?;
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    for dir in sandboxes.ancestors() {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        let mode = meta.permissions().mode();
+        if mode & 0o001 != 0 {
+            continue;
+        }
+        if dir.starts_with(&root) {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
+                .map_err(|e| internal(format!("chmod o+x {}", dir.display()))(e.to_string()))?;
+            continue;
+        }
+        return Err(SandboxError::Internal(format!(
+            "{} (mode {:o}) can't be traversed by sandbox users: sandboxes run as unprivileged host uids that must \
+             reach their root filesystems under {}; run `chmod o+x {}` or pick another --root",
+            dir.display(),
+            mode & 0o7777,
+            sandboxes.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn not_found_ok(e: std::io::Error) -> std::io::Result<()> {
