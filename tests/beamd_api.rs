@@ -40,6 +40,9 @@ fn sandbox_lifecycle_over_http() {
     assert_eq!(o.err(), "oops\n");
     assert_eq!(o.code(), 5);
     assert_eq!(o.exit["reason"], "exited");
+    // loopback is up in the sandbox's own network namespace: a server and a client over 127.0.0.1
+    let o = b.sh(&id, "nc -l -p 7777 > /tmp/got & for i in $(seq 100); do echo ping | nc 127.0.0.1 7777 2>/dev/null && break; sleep 0.05; done; wait; cat /tmp/got; cat /sys/class/net/lo/operstate");
+    assert_eq!(o.out(), "ping\nunknown\n", "{}", o.err());
     let r = b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["no-such-tool"]}));
     assert!(r.api_error(400).contains("no-such-tool"));
 

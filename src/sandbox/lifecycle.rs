@@ -198,6 +198,12 @@ impl Manager {
             fds: vec![devnull, diag, diag2, listener, log, status],
         };
         let (mut st, chan) = verbs::create::create_loaded(&self.runtime, &loaded, opts).map_err(runtime_error)?;
+        // Before the entrypoint runs: loopback up in its (new, empty) network namespace.
+        if let Err(err) = super::net::loopback_up(st.pid) {
+            drop(chan);
+            let _ = verbs::delete::delete(&self.runtime, id, true);
+            return Err(SandboxError::Internal(err.to_string()));
+        }
         if let Err(err) = verbs::run::start_over_channel(&chan) {
             drop(chan);
             let _ = verbs::delete::delete(&self.runtime, id, true);
