@@ -203,7 +203,8 @@ pub struct InitPlan {
     pub start_listener: OwnedFd,
     /// v1 fast path without hooks: the parent sends `Go` before writing cgroup.procs (which can stall
     /// for an RCU grace period) and `CgroupJoined` after; the child mounts in between and unshares its
-    /// cgroup namespace only once it is inside the cgroup. Set by the caller.
+    /// cgroup namespace only once it is inside the cgroup. With `ns.fork` the parent joins the forked init
+    /// (whose pid it learns first). Set by the caller.
     pub late_cgroup: bool,
 }
 

@@ -164,7 +164,7 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
     // The child reports errors over its end until execve: keep it clear of the fds installed at 0..n.
     let child_chan = child_chan.at_least(opts.fds.len().max(3) as i32)?;
     let cgroup_fd = cgroup.v2_dir_fd()?;
-    plan.late_cgroup = cgroup_fd.is_none() && !plan.ns.fork && !plan.runtime_hooks && plan.child_hooks.is_empty();
+    plan.late_cgroup = cgroup_fd.is_none() && !plan.runtime_hooks && plan.child_hooks.is_empty();
 
     // SAFETY: beam-oci is single-threaded; the child only runs `init::container_child`, which works on
     // the prepared plan, and never returns.
@@ -191,26 +191,36 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
     if let Some(adj) = process.oom_score_adj() {
         write_proc(pid, "oom_score_adj", &adj.to_string())?;
     }
+    let recv_init_pid = |chan: &Channel| -> Result<i32> {
+        let mut buf = [0u8; 64];
+        match next(chan, &mut buf)? {
+            Msg::Pid(p) => Ok(p),
+            m => Err(Error::Child(format!("protocol error: expected the init pid, got {m:?}"))),
+        }
+    };
+    let mut init_pid = pid;
     if plan.late_cgroup {
-        // Let the child mount while we join it to the v1 hierarchies (see InitPlan::late_cgroup).
+        // Let the child mount while we join it to the v1 hierarchies (see InitPlan::late_cgroup). With a
+        // fork into the pid namespace the init is the one to join: it was forked before any join, and
+        // it mounts while we write its pid.
         parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
-        cgroup.add_pid(pid)?;
+        if ns.fork {
+            init_pid = recv_init_pid(&parent_chan)?;
+            guard.pids.insert(0, init_pid);
+        }
+        cgroup.add_pid(init_pid)?;
         parent_chan.send(&Msg::CgroupJoined).map_err(Error::errno("sync with the container process"))?;
     } else {
         if cgroup_fd.is_none() {
             cgroup.add_pid(pid)?;
         }
         parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
-    }
-
-    let mut init_pid = pid;
-    if ns.fork {
-        let mut buf = [0u8; 64];
-        match next(&parent_chan, &mut buf)? {
-            Msg::Pid(p) => init_pid = p,
-            m => return Err(Error::Child(format!("protocol error: expected the init pid, got {m:?}"))),
+        if ns.fork {
+            init_pid = recv_init_pid(&parent_chan)?;
+            guard.pids.insert(0, init_pid);
         }
-        guard.pids.insert(0, init_pid);
+    }
+    if ns.fork {
         let _ = waitpid(Pid::from_raw(pid), None);
     }
     let mut state = ContainerState {
