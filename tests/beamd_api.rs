@@ -166,3 +166,38 @@ fn bad_input_is_a_clear_4xx_and_leaves_nothing() {
     assert!(b.mounts().is_empty(), "{:?}", b.mounts());
     assert_eq!(std::fs::read_dir(b.run_dir.join("runtime")).unwrap().count(), 0);
 }
+
+/// TCP needs the bearer token; SIGTERM stops serving and leaves sandboxes running for the next beamd.
+#[test]
+fn tcp_token_and_sigterm() {
+    require_root!();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tokdir = tempfile::tempdir().unwrap();
+    let token_file = tokdir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut b = Beamd::start_with("tcp", &["--listen", &listen, "--token-file", token_file.to_str().unwrap()]);
+    let tcp = |auth: Option<&str>| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&listen).unwrap();
+        let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(s, "GET /v1/version HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(tcp(None).starts_with("HTTP/1.1 401"), "{}", tcp(None));
+    assert!(tcp(Some("wrong")).starts_with("HTTP/1.1 401"));
+    let ok = tcp(Some("s3cret-token"));
+    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("\"api\":\"v1\""), "{ok}");
+
+    let s = b.create(&json!({"image": "busybox"}));
+    let (id, pid) = (s["id"].as_str().unwrap().to_string(), s["pid"].as_i64().unwrap() as i32);
+    b.terminate();
+    assert!(!b.socket.exists(), "the socket is removed on SIGTERM");
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(), "the sandbox's init survives SIGTERM of beamd");
+    b.spawn();
+    assert_eq!(b.get(&format!("/v1/sandboxes/{id}")).json()["state"], "running");
+    assert_eq!(b.sh(&id, "echo back").out(), "back\n");
+    assert!(b.is_running());
+}

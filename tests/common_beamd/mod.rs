@@ -30,6 +30,8 @@ pub struct Beamd {
     pub root: PathBuf,
     pub run_dir: PathBuf,
     pub socket: PathBuf,
+    /// Extra beamd arguments (e.g. --listen).
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -92,11 +94,16 @@ pub fn beam_bin() -> &'static str {
 
 impl Beamd {
     pub fn start(name: &str) -> Beamd {
+        Self::start_with(name, &[])
+    }
+
+    pub fn start_with(name: &str, args: &[&str]) -> Beamd {
         let tmp = tempfile::Builder::new().prefix(&format!("beamd-{name}-")).tempdir().expect("tempdir");
         let root = tmp.path().join("root");
         let run_dir = tmp.path().join("run");
         let socket = run_dir.join("beamd.sock");
-        let mut b = Beamd { tmp, root, run_dir, socket, child: None };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut b = Beamd { tmp, root, run_dir, socket, args, child: None };
         b.spawn();
         b
     }
@@ -113,6 +120,7 @@ impl Beamd {
             .arg(&self.root)
             .arg("--run-dir")
             .arg(&self.run_dir)
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -133,6 +141,10 @@ impl Beamd {
             assert!(Instant::now() < deadline, "beamd did not serve within 20 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> i32 {
