@@ -249,12 +249,11 @@ impl Conn {
                     return Err("chunk not followed by CRLF".into());
                 }
             },
-            BodyKind::UntilClose => loop {
-                match self.take(usize::MAX) {
-                    Ok(p) => deliver(&p, &mut want)?,
-                    Err(_) => break,
+            BodyKind::UntilClose => {
+                while let Ok(p) = self.take(usize::MAX) {
+                    deliver(&p, &mut want)?;
                 }
-            },
+            }
         }
         if head.close {
             self.s = None;
