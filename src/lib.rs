@@ -6,5 +6,6 @@
 pub mod api;
 pub mod daemon;
 pub mod image;
+pub mod netns;
 pub mod runtime;
 pub mod sandbox;

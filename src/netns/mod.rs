@@ -1,0 +1,288 @@
+//! Per-sandbox networking: each sandbox gets its own network namespace with a veth pair into the host
+//! bridge `beam0`, an address leased from beam's subnet, a default route via the gateway (the bridge's
+//! address), NAT for egress, and an egress policy (all, none, or an allowlist of CIDRs) that can change while
+//! it runs. Sandboxes cannot reach each other, the host itself (its loopback services, beamd's API, the
+//! gateway) or anything that is not IPv4 from their own address. `network: none` is just [`loopback_up`].
+//!
+//! Everything happens in a *host network namespace* given as an fd: in beamd, its own (the real host's,
+//! [`open_current_netns`]); in tests, a namespace the test made, so tests never touch the real host. Netlink
+//! work runs on short-lived threads that join the namespace; `nft` runs as a child that joins it. The only
+//! things beam creates in the host namespace are `beam0`, the `bm-*` veth ends, `table inet beam` and
+//! `table bridge beam` (see [`firewall`] for the rules), and the sysctls `net.ipv4.ip_forward=1` (NAT needs
+//! it; never reset, as something else may rely on it by then), `net.ipv4.conf.beam0.forwarding=1` and
+//! `net.ipv6.conf.beam0.disable_ipv6=1`.
+//!
+//! The methods block (netlink round trips, `nft` runs): call them from `spawn_blocking` in async code.
+//!
+//! ## Lifecycle, and what survives a `kill -9` of beamd
+//! - start: [`Network::new`] (picks the subnet), [`Network::ensure`] (bridge, sysctls, tables; idempotent,
+//!   set elements kept), then [`Network::reconcile`] with the sandboxes still alive.
+//! - sandbox start: [`Network::attach`] before its entrypoint runs; write [`SandboxNet::resolv_conf`] and
+//!   [`SandboxNet::hosts`] into its root. Policy changes: [`Network::update_policy`]. Stop:
+//!   [`Network::detach`] (veth, firewall elements and lease released). A sandbox whose network namespace
+//!   dies loses its veth with it; its lease and firewall elements stay until `detach` or `reconcile`.
+//! - clean shutdown: [`Network::teardown`] removes the tables and the bridge when no sandbox is attached. If
+//!   sandboxes keep running (beamd leaves them for the next beamd), everything stays, so they stay isolated.
+//! - after a `kill -9`: the bridge, the tables with their elements, every veth of a sandbox still alive and
+//!   the lease files (`<state_dir>/leases/<ip>`) and the subnet choice (`<state_dir>/subnet`) all persist,
+//!   so running sandboxes keep working. The next beamd's `reconcile(live)` deletes the `bm-*` veths, leases
+//!   and firewall elements of every sandbox not in `live`.
+
+mod bridge;
+mod dns;
+mod error;
+pub mod firewall;
+pub mod ipam;
+mod nsexec;
+mod veth;
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use bridge::BRIDGE;
+pub use dns::{HOST_SOURCES, hosts_file, resolv_conf_from};
+pub use error::{NetError, Result};
+pub use ipam::{Ipam, Lease};
+pub use nsexec::{loopback_up, open_current_netns, open_netns_of_pid};
+pub use veth::{PEER, host_name};
+
+use firewall::Nft;
+
+/// Where and how beam networks sandboxes.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// The sandbox subnet; None: the first of 10.88.0.0/16 … that overlaps no host route (kept once chosen).
+    pub subnet: Option<Ipv4Net>,
+    /// beamd's network state: `leases/`, `subnet`.
+    pub state_dir: PathBuf,
+    /// The `nft` binary.
+    pub nft: PathBuf,
+    /// The host's resolver files, consulted in order for sandboxes' resolv.conf.
+    pub resolv_sources: Vec<PathBuf>,
+}
+
+impl NetConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> NetConfig {
+        NetConfig {
+            subnet: None,
+            state_dir: state_dir.into(),
+            nft: firewall::default_nft(),
+            resolv_sources: HOST_SOURCES.iter().map(PathBuf::from).collect(),
+        }
+    }
+}
+
+/// A sandbox's egress policy. `block_network` wins; else `cidr_allowlist` (if set) lists the only
+/// destinations allowed (an empty list allows none); else everything is allowed. DNS goes to the host's
+/// resolvers directly, so an allowlist must include them for names to resolve.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(default)]
+    pub block_network: bool,
+    #[serde(default)]
+    pub cidr_allowlist: Option<Vec<Ipv4Net>>,
+}
+
+impl Policy {
+    pub fn allow_all() -> Policy {
+        Policy::default()
+    }
+    pub fn blocked() -> Policy {
+        Policy { block_network: true, cidr_allowlist: None }
+    }
+    pub fn allow_only(nets: impl IntoIterator<Item = Ipv4Net>) -> Policy {
+        Policy { block_network: false, cidr_allowlist: Some(nets.into_iter().collect()) }
+    }
+}
+
+/// What [`Network::attach`] gave a sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxNet {
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    /// The host end of its veth.
+    pub veth: String,
+    /// Contents for its /etc/resolv.conf.
+    pub resolv_conf: String,
+    /// Contents for its /etc/hosts (hostname = the sandbox id; see [`hosts_file`] for another).
+    pub hosts: String,
+}
+
+/// What [`Network::reconcile`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub leases: Vec<Lease>,
+    pub veths: Vec<String>,
+    pub firewall_elements: usize,
+}
+
+/// What [`Network::teardown`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    /// Tables and bridge removed.
+    Removed,
+    /// Sandboxes are still attached (leases or `bm-*` ports): everything kept so they stay isolated.
+    KeptForLive { sandboxes: usize },
+}
+
+/// beam's networking in one host network namespace.
+pub struct Network {
+    host: OwnedFd,
+    cfg: NetConfig,
+    ipam: Ipam,
+    /// Serialises read-modify-write batches on the firewall sets.
+    fw: Mutex<()>,
+}
+
+impl Network {
+    /// Pick the subnet (reading the host namespace's routes) and open the leases. Changes nothing in the
+    /// namespace.
+    pub fn new(host_netns: OwnedFd, cfg: NetConfig) -> Result<Network> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(error::io(format!("creating the network state directory {}", cfg.state_dir.display())))?;
+        let routes = nsexec::with_netlink(host_netns.as_fd(), |h| async move {
+            let br = nsexec::link_index(&h, BRIDGE).await?;
+            ipam::host_routes(&h, br).await
+        })?;
+        let subnet = ipam::resolve_subnet(cfg.subnet, &cfg.state_dir, &routes, Ipam::any_lease_in(&cfg.state_dir))?;
+        let ipam = Ipam::open(subnet, &cfg.state_dir)?;
+        Ok(Network { host: host_netns, cfg, ipam, fw: Mutex::new(()) })
+    }
+
+    pub fn subnet(&self) -> Ipv4Net {
+        self.ipam.subnet()
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.ipam.gateway()
+    }
+
+    pub fn ipam(&self) -> &Ipam {
+        &self.ipam
+    }
+
+    fn nft(&self) -> Nft<'_> {
+        Nft { ns: self.host.as_fd(), bin: &self.cfg.nft }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.fw.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ensure_bridge(&self) -> Result<u32> {
+        let (subnet, gw) = (self.subnet(), self.gateway());
+        nsexec::with_netlink(self.host.as_fd(), move |h| async move { bridge::ensure(&h, subnet, gw).await })
+    }
+
+    /// Bridge with the gateway address, sysctls, and the firewall tables. Idempotent; run at every start.
+    pub fn ensure(&self) -> Result<()> {
+        self.ensure_bridge()?;
+        let _g = self.lock();
+        firewall::ensure_tables(&self.nft(), self.subnet())
+    }
+
+    /// Connect the sandbox `id`, whose network namespace is `sandbox_netns` (see [`open_netns_of_pid`]), with
+    /// `policy`. Idempotent per id (an earlier lease is reused, a leftover veth replaced). On failure nothing
+    /// of it is left behind.
+    pub fn attach(&self, id: &str, sandbox_netns: BorrowedFd<'_>, policy: &Policy) -> Result<SandboxNet> {
+        let ip = self.ipam.allocate(id)?;
+        match self.attach_with(id, ip, sandbox_netns, policy) {
+            Ok(net) => Ok(net),
+            Err(e) => {
+                let _ = self.detach(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn attach_with(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        sandbox_netns: BorrowedFd<'_>,
+        policy: &Policy,
+    ) -> Result<SandboxNet> {
+        let bridge = self.ensure_bridge()?;
+        let name = host_name(id);
+        {
+            // Bound and policed before the link exists: no packet passes unpoliced.
+            let _g = self.lock();
+            firewall::add_sandbox(&self.nft(), &name, ip, policy)?;
+        }
+        let veth =
+            nsexec::with_netlink(
+                self.host.as_fd(),
+                |h| async move { veth::create(&h, id, sandbox_netns, bridge).await },
+            )?;
+        veth::configure_peer(sandbox_netns, ip, self.subnet().prefix_len(), self.gateway())?;
+        let sources: Vec<&Path> = self.cfg.resolv_sources.iter().map(PathBuf::as_path).collect();
+        Ok(SandboxNet {
+            ip,
+            prefix_len: self.subnet().prefix_len(),
+            gateway: self.gateway(),
+            veth,
+            resolv_conf: resolv_conf_from(&sources),
+            hosts: hosts_file(ip, id),
+        })
+    }
+
+    /// Change the egress policy of a running sandbox; atomic (one nft batch).
+    pub fn update_policy(&self, id: &str, policy: &Policy) -> Result<()> {
+        let ip = self.ipam.lookup(id)?.ok_or_else(|| NetError::NoLease(id.to_string()))?;
+        let _g = self.lock();
+        firewall::set_policy(&self.nft(), ip, policy)
+    }
+
+    /// Release everything of sandbox `id`: its veth, firewall elements and lease. Idempotent.
+    pub fn detach(&self, id: &str) -> Result<()> {
+        let name = host_name(id);
+        nsexec::with_netlink(self.host.as_fd(), |h| async move { nsexec::delete_link(&h, &name).await })?;
+        if let Some(ip) = self.ipam.lookup(id)? {
+            let _g = self.lock();
+            firewall::remove(&self.nft(), ip)?;
+        }
+        self.ipam.release(id)?;
+        Ok(())
+    }
+
+    /// After a restart: remove the veths, leases and firewall elements of every sandbox not in `live`.
+    pub fn reconcile(&self, live: &[&str]) -> Result<Reconciled> {
+        let leases = self.ipam.reconcile(live)?;
+        let keep_names: HashSet<String> = live.iter().map(|id| host_name(id)).collect();
+        let veths = nsexec::with_netlink(self.host.as_fd(), |h| async move {
+            let mut gone = Vec::new();
+            for name in veth::list(&h).await? {
+                if !keep_names.contains(&name) && nsexec::delete_link(&h, &name).await? {
+                    gone.push(name);
+                }
+            }
+            Ok(gone)
+        })?;
+        let keep_ips: BTreeSet<Ipv4Addr> = self.ipam.leases()?.into_iter().map(|l| l.ip).collect();
+        let _g = self.lock();
+        let firewall_elements = firewall::retain(&self.nft(), &keep_ips)?;
+        Ok(Reconciled { leases, veths, firewall_elements })
+    }
+
+    /// Clean shutdown: remove the tables and the bridge, unless sandboxes are still attached.
+    pub fn teardown(&self) -> Result<Teardown> {
+        let leases = self.ipam.leases()?.len();
+        let ports = nsexec::with_netlink(self.host.as_fd(), |h| async move { veth::list(&h).await })?.len();
+        if leases > 0 || ports > 0 {
+            return Ok(Teardown::KeptForLive { sandboxes: leases.max(ports) });
+        }
+        {
+            let _g = self.lock();
+            firewall::remove_tables(&self.nft())?;
+        }
+        nsexec::with_netlink(self.host.as_fd(), |h| async move { bridge::remove_if_unused(&h).await })?;
+        Ok(Teardown::Removed)
+    }
+}
