@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod daemon;
+pub mod gateway;
 pub mod image;
 pub mod netns;
 pub mod runtime;

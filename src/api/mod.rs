@@ -122,8 +122,12 @@ pub struct CreateSandbox {
     /// Default 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u32>,
+    /// Ports the gateway exposes (`urls` in the answer); more with `POST …/ports`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
+    /// Require a per-sandbox token at the gateway (`token` in the answer).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub authorized: bool,
     /// Idle seconds before the sandbox is stopped (default 600; -1 never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_warm_seconds: Option<i64>,
@@ -181,6 +185,16 @@ pub struct Sandbox {
     pub memory_mib: u64,
     pub pids: u32,
     pub ports: Vec<u16>,
+    /// The gateway's URL of each exposed port, keyed by the port as a string; empty when the gateway is
+    /// off or the sandbox has exited.
+    #[serde(default)]
+    pub urls: BTreeMap<String, String>,
+    /// Whether the gateway requires `token`.
+    #[serde(default)]
+    pub authorized: bool,
+    /// The gateway token (`Authorization: Bearer …` or `?beam_token=…`) when `authorized`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     pub keep_warm_seconds: i64,
     pub timeout_seconds: Option<u64>,
     pub tags: BTreeMap<String, String>,
@@ -209,6 +223,14 @@ pub struct UpdateSandbox {
     /// New maximum lifetime, counted from creation; 0 removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+}
+
+/// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox through the gateway.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExposePort {
+    /// 1–65535 (a wider type, so that 0 or 70000 get a clear message instead of a JSON error).
+    pub port: i64,
 }
 
 /// `POST /v1/sandboxes/{ref}/stop`.

@@ -21,6 +21,12 @@ struct Args {
     /// A file holding the bearer token every TCP request must send.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The gateway to sandbox ports: ADDR (host:port) or `none` [default: 127.0.0.1:8790].
+    #[arg(long, env = "BEAM_GATEWAY", value_name = "ADDR|none")]
+    gateway: Option<String>,
+    /// The domain of gateway URLs: http://<sandbox>-<port>.<domain>:<gateway port>/.
+    #[arg(long, env = "BEAM_GATEWAY_DOMAIN", default_value = beam::gateway::DEFAULT_DOMAIN)]
+    gateway_domain: String,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -53,12 +59,25 @@ fn main() {
             }
         },
     };
+    let gateway = match args.gateway.as_deref().map(str::trim) {
+        Some("none" | "off") => None,
+        given => {
+            let addr = given.unwrap_or(beam::gateway::DEFAULT_ADDR);
+            let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+                eprintln!("beamd: --gateway {addr:?} is not an address; use host:port (e.g. 127.0.0.1:8790) or none");
+                std::process::exit(2);
+            };
+            let config = beam::gateway::Config { addr, domain: args.gateway_domain.clone() };
+            Some(beam::daemon::GatewayOptions { config, required: given.is_some() })
+        }
+    };
     let opts = beam::daemon::Options {
         socket: args.socket.clone().unwrap_or_else(|| args.run_dir.join("beamd.sock")),
         root: args.root,
         run_dir: args.run_dir,
         listen: args.listen,
         token,
+        gateway,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     if let Err(e) = rt.block_on(beam::daemon::run(opts)) {

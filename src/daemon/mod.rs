@@ -29,6 +29,16 @@ pub struct Options {
     /// Also serve on this TCP address; needs `token`.
     pub listen: Option<std::net::SocketAddr>,
     pub token: Option<String>,
+    /// The gateway to sandbox ports (None: off).
+    pub gateway: Option<GatewayOptions>,
+}
+
+/// Where the gateway listens. `required`: a listen failure stops beamd (an address the user asked for);
+/// otherwise beamd warns and runs without it (the default address, e.g. taken by another beamd).
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub config: crate::gateway::Config,
+    pub required: bool,
 }
 
 /// Constant-time comparison of the bearer token.
@@ -96,8 +106,25 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let mgr = Manager::open(Config { root: opts.root.clone(), run_dir: opts.run_dir.clone() })
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
     let unix = bind_unix(&opts.socket)?;
+    // Before the API serves, so that every Sandbox it shows has its `urls`.
+    let gateway = match &opts.gateway {
+        None => None,
+        Some(g) => match crate::gateway::bind(&g.config).await {
+            Ok(l) => Some(l),
+            Err(e) if g.required => return Err(DaemonError::Setup(e.to_string())),
+            Err(e) => {
+                tracing::warn!("{e}; running without the gateway (sandboxes get no URLs); pick one with --gateway ADDR");
+                None
+            }
+        },
+    };
     mgr.recover().await;
     mgr.spawn_timers();
+    if let Some(l) = gateway {
+        let domain = opts.gateway.as_ref().map(|g| g.config.domain.clone()).unwrap_or_default();
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), %domain, "serving the gateway to sandbox ports");
+        crate::gateway::spawn(mgr.clone(), l);
+    }
     let token = opts.token.clone().map(Arc::new);
     if let Some(addr) = opts.listen {
         let tcp = tokio::net::TcpListener::bind(addr)

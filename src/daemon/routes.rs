@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sandboxes/{ref}/stop"),
     ("POST", "/v1/sandboxes/{ref}/wait"),
     ("POST", "/v1/sandboxes/{ref}/exec"),
+    ("POST", "/v1/sandboxes/{ref}/ports"),
     ("GET", "/v1/sandboxes/{ref}/processes"),
     ("POST", "/v1/sandboxes/{ref}/processes/{pid}/signal"),
     ("GET", "/v1/sandboxes/{ref}/logs"),
@@ -144,6 +145,14 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
             Method::POST => {
                 let e = mgr.get_running(r)?;
                 super::exec::exec(mgr.clone(), e, req).await
+            }
+            _ => Err(not_allowed("POST")),
+        },
+        ["sandboxes", r, "ports"] => match m {
+            Method::POST => {
+                let e = mgr.get_running(r)?;
+                let p: api::ExposePort = json_body(req).await?;
+                Ok(ok_json(&crate::gateway::expose_port(&mgr, &e, p.port)?))
             }
             _ => Err(not_allowed("POST")),
         },

@@ -158,6 +158,7 @@ impl Entry {
         } else {
             s.expires_at = None;
         }
+        s.urls = if s.state == SandboxState::Exited { BTreeMap::new() } else { crate::gateway::urls(&s.id, &s.ports) };
         s
     }
 }
@@ -447,6 +448,9 @@ impl Manager {
                 memory_mib,
                 pids,
                 ports: req.ports.clone(),
+                urls: BTreeMap::new(),
+                authorized: req.authorized,
+                token: req.authorized.then(crate::gateway::new_token),
                 keep_warm_seconds,
                 timeout_seconds: req.timeout_seconds.filter(|t| *t > 0),
                 tags: req.tags.clone(),

@@ -18,6 +18,9 @@ pub struct RunArgs {
     /// Ports the sandbox serves (repeatable or comma-separated).
     #[arg(long, alias = "port", short = 'p', value_delimiter = ',', value_name = "PORT")]
     ports: Vec<u16>,
+    /// Require a token at the gateway for the ports' URLs (printed with them).
+    #[arg(long)]
+    authorized: bool,
     /// CPU cores, fractional (default 1).
     #[arg(long)]
     cpu: Option<f64>,
@@ -208,6 +211,7 @@ fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Resul
         memory,
         pids: a.pids,
         ports: a.ports.clone(),
+        authorized: a.authorized,
         keep_warm_seconds: a.keep_warm_seconds,
         timeout_seconds: a.timeout,
         name: a.name.clone(),
@@ -309,6 +313,9 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32, Error> {
     err_out(format!("=> Container created successfully ===> {id}\n").as_bytes());
     for l in port_lines(&v, &sb.ports) {
         err_out(format!("{l}\n").as_bytes());
+    }
+    if let Some(t) = &sb.token {
+        err_out(format!("=> Token: {t} (send Authorization: Bearer <token>, or open a URL once with ?beam_token=<token>)\n").as_bytes());
     }
     if sb.entrypoint.is_none() {
         err_out(format!("=> Exec into it: beam exec {id} -- sh\n").as_bytes());

@@ -1,0 +1,220 @@
+//! beamd's gateway: an HTTP/1.1 reverse proxy (hyper) that routes `http://<sandbox>-<port>.<domain>/…` (by
+//! the Host header) and `http://HOST:PORT/sandbox/<sandbox>/<port>/…` (by path) to a port inside a sandbox.
+//!
+//! The sandbox's network namespace has only loopback; the gateway opens each upstream TCP connection *inside*
+//! that namespace ([`dial`]: a short-lived thread joins it just to create the socket), so a server listening
+//! on 127.0.0.1 or 0.0.0.0 in the sandbox is reachable without a bridge or NAT, and the sandbox stays
+//! unreachable from the host's network otherwise. Keep-alive, streaming bodies both ways and upgrades
+//! (WebSocket) are proxied; proxied requests and open connections count as activity for keep-warm.
+
+mod auth;
+pub mod dial;
+mod page;
+mod proxy;
+pub mod target;
+
+use crate::api::Sandbox;
+use crate::sandbox::manager::{Entry, ListFilter, Manager, SandboxError};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Default listen address of the gateway.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8790";
+/// Default domain: `*.localhost` resolves to loopback in browsers, so the URLs open on the host.
+pub const DEFAULT_DOMAIN: &str = "localhost";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway: listening on {addr}: {err}")]
+    Bind { addr: SocketAddr, err: std::io::Error },
+    #[error("gateway: domain {0:?} is not a host name; use e.g. localhost or sandboxes.example.com")]
+    Domain(String),
+}
+
+/// Where the gateway listens and how its URLs look.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    /// URLs are `http://<id>-<port>.<domain>[:<port of addr>]/`.
+    pub domain: String,
+}
+
+/// What the public URLs are made of (set once, when the gateway starts).
+#[derive(Debug, Clone)]
+struct Public {
+    domain: String,
+    port: u16,
+}
+
+static PUBLIC: OnceLock<Public> = OnceLock::new();
+
+/// The gateway URL of each port of a sandbox (empty while no gateway runs in this process).
+pub fn urls(id: &str, ports: &[u16]) -> BTreeMap<String, String> {
+    let Some(p) = PUBLIC.get() else { return BTreeMap::new() };
+    let host_port = if p.port == 80 { String::new() } else { format!(":{}", p.port) };
+    ports.iter().map(|port| (port.to_string(), format!("http://{id}-{port}.{}{host_port}/", p.domain))).collect()
+}
+
+/// A new random gateway token: 32 characters of [a-z0-9] (~165 bits).
+pub fn new_token() -> String {
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(32);
+    while out.len() < 32 {
+        let mut raw = [0u8; 48];
+        // SAFETY: getrandom writes at most raw.len() bytes into raw.
+        let n = unsafe { libc::getrandom(raw.as_mut_ptr().cast(), raw.len(), 0) };
+        // 252 = 7 · 36: dropping the top values keeps every character equally likely.
+        for b in raw.iter().take(n.max(0) as usize).filter(|b| **b < 252) {
+            if out.len() < 32 {
+                out.push(ALPHABET[(*b % 36) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox.
+pub fn expose_port(mgr: &Manager, e: &Arc<Entry>, port: i64) -> Result<Sandbox, SandboxError> {
+    let port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+        SandboxError::BadRequest(format!("port {port} is not a TCP port; use 1-65535"))
+    })?;
+    e.touch();
+    mgr.update_record(e, |r| {
+        if !r.sandbox.ports.contains(&port) {
+            r.sandbox.ports.push(port);
+        }
+    });
+    Ok(e.view())
+}
+
+/// The gateway's shared state.
+pub struct Gateway {
+    mgr: Arc<Manager>,
+    dialer: Arc<dyn dial::Dialer>,
+    domain: String,
+    port: u16,
+    /// Sandboxes whose exit we watch (to drop the dialer's cached namespace fd).
+    watched: Mutex<HashSet<String>>,
+}
+
+impl Gateway {
+    /// A sandbox by id or name; in a host name, where browsers lower-case everything, also a name that
+    /// differs only in case.
+    fn lookup(&self, reference: &str, by_host: bool) -> Result<Arc<Entry>, SandboxError> {
+        match self.mgr.get(reference) {
+            Ok(e) => Ok(e),
+            Err(err) if by_host => {
+                let hit = self
+                    .mgr
+                    .list(&ListFilter::default())
+                    .into_iter()
+                    .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(reference)));
+                match hit {
+                    Some(s) => self.mgr.get(&s.id),
+                    None => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Forget the dialer's cached state of a sandbox once it exits.
+    fn watch(self: &Arc<Self>, e: &Arc<Entry>) {
+        if !self.watched.lock().expect("watched lock").insert(e.id.clone()) {
+            return;
+        }
+        let (gw, e) = (self.clone(), e.clone());
+        tokio::spawn(async move {
+            e.exited().await;
+            gw.dialer.forget(&e.id);
+            gw.watched.lock().expect("watched lock").remove(&e.id);
+        });
+    }
+}
+
+/// Bind the gateway's listener and publish its URL scheme (before the API serves, so that every
+/// `Sandbox` shows its `urls`).
+pub async fn bind(cfg: &Config) -> Result<tokio::net::TcpListener, GatewayError> {
+    let domain = cfg.domain.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !domain.is_empty()
+        && domain.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !ok {
+        return Err(GatewayError::Domain(cfg.domain.clone()));
+    }
+    let l = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|err| GatewayError::Bind { addr: cfg.addr, err })?;
+    let port = l.local_addr().map(|a| a.port()).unwrap_or(cfg.addr.port());
+    let _ = PUBLIC.set(Public { domain, port });
+    Ok(l)
+}
+
+/// Serve the gateway on a bound listener (runs until the process ends).
+pub fn spawn(mgr: Arc<Manager>, listener: tokio::net::TcpListener) {
+    let public = PUBLIC.get().cloned().unwrap_or(Public { domain: DEFAULT_DOMAIN.into(), port: 0 });
+    let gw = Arc::new(Gateway {
+        mgr,
+        dialer: Arc::new(dial::NetnsDialer::new()),
+        domain: public.domain,
+        port: public.port,
+        watched: Mutex::new(HashSet::new()),
+    });
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, peer)) => {
+                    let _ = s.set_nodelay(true);
+                    // A client that vanished without closing must not keep its sandbox warm forever.
+                    keepalive(&s);
+                    tokio::spawn(serve_conn(gw.clone(), s, peer));
+                }
+                Err(e) => {
+                    tracing::warn!("gateway accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+}
+
+/// TCP keepalive probes after a minute of silence.
+fn keepalive(s: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    for (level, opt, v) in [(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1), (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60)] {
+        let v: libc::c_int = v;
+        // SAFETY: setsockopt on a live fd with a c_int value we own and its size.
+        unsafe {
+            libc::setsockopt(s.as_raw_fd(), level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+        };
+    }
+}
+
+async fn serve_conn(gw: Arc<Gateway>, s: tokio::net::TcpStream, peer: SocketAddr) {
+    let conn = Arc::new(proxy::Conn::new(gw, peer));
+    let svc = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(conn, req).await) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(s), svc)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, "gateway connection: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens() {
+        let a = super::new_token();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{a}");
+        assert_ne!(a, super::new_token());
+    }
+}
