@@ -140,6 +140,16 @@ pub struct CreateSandbox {
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock: Option<LandlockPolicy>,
+    /// `bridge` (its own address on beamd's bridge, NAT egress) or `none` (loopback only); default:
+    /// beamd's `--network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
+    /// No egress at all (bridge mode).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub block_network: bool,
+    /// Egress only to these CIDRs (bridge mode), e.g. `["10.1.0.0/16", "1.1.1.1/32"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr_allowlist: Option<Vec<String>>,
     /// Opt-outs of the secure defaults; each must be asked for by name.
     #[serde(default, skip_serializing_if = "is_false")]
     pub insecure_no_userns: bool,
@@ -151,6 +161,24 @@ pub struct CreateSandbox {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Bridge,
+    None,
+}
+
+/// A sandbox's network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SandboxNetwork {
+    pub mode: NetworkMode,
+    /// Its address on beamd's bridge (bridge mode).
+    pub ip: Option<String>,
+    pub gateway: Option<String>,
+    pub block_network: bool,
+    pub cidr_allowlist: Option<Vec<String>>,
 }
 
 /// The security a sandbox runs with.
@@ -207,6 +235,15 @@ pub struct Sandbox {
     /// Host pid of the sandbox's init while it runs.
     pub pid: Option<i32>,
     pub security: Security,
+    /// Absent in records written before networking existed (= loopback only).
+    #[serde(default = "SandboxNetwork::none")]
+    pub network: SandboxNetwork,
+}
+
+impl SandboxNetwork {
+    pub fn none() -> SandboxNetwork {
+        SandboxNetwork { mode: NetworkMode::None, ip: None, gateway: None, block_network: false, cidr_allowlist: None }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -223,6 +260,12 @@ pub struct UpdateSandbox {
     /// New maximum lifetime, counted from creation; 0 removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// Change the egress policy of a bridge-mode sandbox (both fields replace the current ones when given;
+    /// an empty `cidr_allowlist` allows nothing, `["0.0.0.0/0"]` everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_network: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr_allowlist: Option<Vec<String>>,
 }
 
 /// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox through the gateway.

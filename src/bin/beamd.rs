@@ -24,6 +24,16 @@ struct Args {
     /// The gateway to sandbox ports: ADDR (host:port) or `none` [default: 127.0.0.1:8790].
     #[arg(long, env = "BEAM_GATEWAY", value_name = "ADDR|none")]
     gateway: Option<String>,
+    /// Sandbox networking: `bridge` (each sandbox gets an address on the `beam0` bridge, NAT egress and a
+    /// per-sandbox egress policy, in an nftables table `inet beam`) or `none` (loopback only).
+    #[arg(long, env = "BEAM_NETWORK", default_value = "none", value_parser = ["bridge", "none"])]
+    network: String,
+    /// The sandbox subnet for --network bridge (default: the first free /16 of 10.88.0.0/16, 10.89.0.0/16, …).
+    #[arg(long)]
+    network_subnet: Option<ipnet::Ipv4Net>,
+    /// The network namespace the bridge lives in (default: beamd's own); e.g. /proc/<pid>/ns/net.
+    #[arg(long)]
+    network_netns: Option<PathBuf>,
     /// The domain of gateway URLs: http://<sandbox>-<port>.<domain>:<gateway port>/.
     #[arg(long, env = "BEAM_GATEWAY_DOMAIN", default_value = beam::gateway::DEFAULT_DOMAIN)]
     gateway_domain: String,
@@ -78,6 +88,10 @@ fn main() {
         listen: args.listen,
         token,
         gateway,
+        network: (args.network == "bridge").then(|| beam::sandbox::manager::NetworkConfig {
+            host_netns: args.network_netns.clone(),
+            subnet: args.network_subnet,
+        }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     if let Err(e) = rt.block_on(beam::daemon::run(opts)) {

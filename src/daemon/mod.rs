@@ -31,6 +31,8 @@ pub struct Options {
     pub token: Option<String>,
     /// The gateway to sandbox ports (None: off).
     pub gateway: Option<GatewayOptions>,
+    /// Sandbox networking (`--network bridge`); None: loopback only.
+    pub network: Option<crate::sandbox::manager::NetworkConfig>,
 }
 
 /// Where the gateway listens. `required`: a listen failure stops beamd (an address the user asked for);
@@ -103,7 +105,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         return Err(DaemonError::Setup("--listen needs --token-file: every TCP request must carry a bearer token".into()));
     }
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| DaemonError::Setup(format!("{}: {e}", opts.run_dir.display())))?;
-    let mgr = Manager::open(Config { root: opts.root.clone(), run_dir: opts.run_dir.clone() })
+    let mgr = Manager::open(Config { root: opts.root.clone(), run_dir: opts.run_dir.clone(), network: opts.network.clone() })
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
     let unix = bind_unix(&opts.socket)?;
     // Before the API serves, so that every Sandbox it shows has its `urls`.

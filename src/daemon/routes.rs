@@ -107,7 +107,12 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
             Method::PATCH => {
                 let e = mgr.get(r)?;
                 let u: UpdateSandbox = json_body(req).await?;
-                Ok(ok_json(&mgr.update(&e, &u)?))
+                // A policy change runs netlink and nft: off the async threads.
+                let m = mgr.clone();
+                let s = tokio::task::spawn_blocking(move || m.update(&e, &u))
+                    .await
+                    .map_err(|err| HttpError::internal(format!("update task: {err}")))??;
+                Ok(ok_json(&s))
             }
             Method::DELETE => {
                 let e = mgr.get(r)?;

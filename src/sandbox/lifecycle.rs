@@ -30,6 +30,8 @@ struct Created {
     entrypoint: Option<Vec<String>>,
     workdir: String,
     landlock: Option<crate::api::LandlockPolicy>,
+    /// Bridge mode: its address.
+    network: Option<crate::netns::SandboxNet>,
 }
 
 fn open_fd(path: &Path, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
@@ -84,6 +86,10 @@ impl Manager {
             r.sandbox.workdir = c.workdir;
             r.sandbox.user = format!("{}:{}", c.uid, c.gid);
             r.sandbox.security.landlock = c.landlock;
+            if let Some(n) = &c.network {
+                r.sandbox.network.ip = Some(n.ip.to_string());
+                r.sandbox.network.gateway = Some(n.gateway.to_string());
+            }
             // A stop that came in while it was being created keeps it `stopping` (SIGTERM below).
             if r.sandbox.state == SandboxState::Pending {
                 r.sandbox.state = SandboxState::Running;
@@ -198,15 +204,24 @@ impl Manager {
             fds: vec![devnull, diag, diag2, listener, log, status],
         };
         let (mut st, chan) = verbs::create::create_loaded(&self.runtime, &loaded, opts).map_err(runtime_error)?;
-        // Before the entrypoint runs: loopback up in its (new, empty) network namespace.
-        if let Err(err) = super::net::loopback_up(st.pid) {
-            drop(chan);
-            let _ = verbs::delete::delete(&self.runtime, id, true);
-            return Err(SandboxError::Internal(err.to_string()));
-        }
+        // Before the entrypoint runs: its network (a veth on beamd's bridge, or loopback only).
+        let network = match self.setup_network(&rec, &st, &b.rootfs.merged) {
+            Ok(n) => n,
+            Err(err) => {
+                drop(chan);
+                let _ = verbs::delete::delete(&self.runtime, id, true);
+                if let Some(net) = &self.net {
+                    let _ = net.detach(id);
+                }
+                return Err(err);
+            }
+        };
         if let Err(err) = verbs::run::start_over_channel(&chan) {
             drop(chan);
             let _ = verbs::delete::delete(&self.runtime, id, true);
+            if let (Some(net), Some(_)) = (&self.net, &network) {
+                let _ = net.detach(id);
+            }
             return Err(runtime_error(err));
         }
         drop(chan);
@@ -221,7 +236,44 @@ impl Manager {
             entrypoint,
             workdir,
             landlock: landlock.map(|(p, _)| p),
+            network,
         })
+    }
+
+    /// Bridge mode: a veth with a leased address, the egress policy, /etc/resolv.conf and /etc/hosts in
+    /// the rootfs. None mode: loopback up.
+    fn setup_network(&self, rec: &Record, st: &ContainerState, rootfs: &Path) -> Result<Option<crate::netns::SandboxNet>> {
+        let id = &rec.sandbox.id;
+        let net_err = |e: crate::netns::NetError| SandboxError::Internal(format!("sandbox networking: {e}"));
+        let (Some(net), crate::api::NetworkMode::Bridge) = (&self.net, rec.sandbox.network.mode) else {
+            super::net::loopback_up(st.pid).map_err(|e| SandboxError::Internal(e.to_string()))?;
+            return Ok(None);
+        };
+        let policy = super::manager::parse_policy(rec.sandbox.network.block_network, rec.sandbox.network.cidr_allowlist.as_deref())?;
+        let ns = crate::netns::open_netns_of_pid(st.pid).map_err(net_err)?;
+        let sn = net.attach(id, std::os::fd::AsFd::as_fd(&ns), &policy).map_err(net_err)?;
+        let fs = super::files::SandboxFs::open_root(rootfs, rec.sandbox.security.uid_base).map_err(|e| {
+            let _ = net.detach(id);
+            SandboxError::Internal(format!("opening the sandbox's root filesystem: {e}"))
+        })?;
+        let write = |path: &str, text: &str| -> std::result::Result<(), super::files::FilesError> {
+            let mut up = fs.create_file(path, 0o644)?;
+            std::io::Write::write_all(&mut up, text.as_bytes()).map_err(|e| super::files::FilesError::Io {
+                path: path.into(),
+                op: "write",
+                source: e,
+            })?;
+            up.commit().map(|_| ())
+        };
+        let written = fs
+            .mkdir("/etc", true, 0o755)
+            .and_then(|_| write("/etc/resolv.conf", &sn.resolv_conf))
+            .and_then(|_| write("/etc/hosts", &sn.hosts));
+        if let Err(e) = written {
+            let _ = net.detach(id);
+            return Err(SandboxError::Internal(format!("writing the sandbox's /etc/resolv.conf and /etc/hosts: {e}")));
+        }
+        Ok(Some(sn))
     }
 
     /// Follow the init's exit (pidfd) and then clean up.
@@ -287,6 +339,11 @@ impl Manager {
             tracing::error!(sandbox = %id, "removing the bundle: {err}");
         }
         let _ = std::fs::remove_file(dir.join(record::INIT_SOCKET));
+        if let Some(net) = &self.net
+            && let Err(err) = net.detach(id)
+        {
+            tracing::error!(sandbox = %id, "releasing the network: {err}");
+        }
         tracing::info!(sandbox = %id, reason = ?reason, code = ?code, "sandbox exited");
         self.update_record(e, |r| {
             r.sandbox.state = SandboxState::Exited;
@@ -432,6 +489,23 @@ impl Manager {
             tracing::info!(sandbox = %name, "exited while beamd was not running");
             let m = self.clone();
             let _ = tokio::task::spawn_blocking(move || m.finish(&e)).await;
+        }
+        // Leases, veths and firewall entries of sandboxes that are gone (e.g. deleted while beamd was down).
+        if let Some(net) = self.net.clone() {
+            let live: Vec<String> =
+                self.entries().iter().filter(|e| e.state() != SandboxState::Exited).map(|e| e.id.clone()).collect();
+            let r = tokio::task::spawn_blocking(move || {
+                let ids: Vec<&str> = live.iter().map(String::as_str).collect();
+                net.reconcile(&ids)
+            })
+            .await;
+            match r {
+                Ok(Ok(r)) if !r.leases.is_empty() || !r.veths.is_empty() => {
+                    tracing::info!(leases = r.leases.len(), veths = r.veths.len(), "released the network of sandboxes that are gone")
+                }
+                Ok(Err(err)) => tracing::error!("reconciling sandbox networks: {err}"),
+                _ => {}
+            }
         }
     }
 }

@@ -76,6 +76,16 @@ pub struct Config {
     pub root: PathBuf,
     /// Runtime state and the init binary (a tmpfs like /run/beam: gone at reboot, with the sandboxes).
     pub run_dir: PathBuf,
+    /// Sandbox networking (bridge, veths, NAT, egress policy); None: every sandbox gets loopback only.
+    pub network: Option<NetworkConfig>,
+}
+
+/// `beamd --network bridge`.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkConfig {
+    /// The network namespace the bridge lives in (default: beamd's own, the host's). Tests pass one they made.
+    pub host_netns: Option<PathBuf>,
+    pub subnet: Option<ipnet::Ipv4Net>,
 }
 
 /// One sandbox in memory.
@@ -180,6 +190,8 @@ pub struct Manager {
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
     pub landlock_abi: u32,
     pub cgroup: String,
+    /// Sandbox networking, when beamd runs with `--network bridge`.
+    pub(crate) net: Option<Arc<crate::netns::Network>>,
 }
 
 impl Manager {
@@ -201,6 +213,10 @@ impl Manager {
             Err(e) => return Err(SandboxError::Internal(format!("cgroups: {e}"))),
         }
         .to_string();
+        let net = match &cfg.network {
+            None => None,
+            Some(n) => Some(Arc::new(open_network(&cfg.root, n)?)),
+        };
         Ok(Arc::new(Manager {
             cfg,
             store,
@@ -210,6 +226,7 @@ impl Manager {
             entries: Mutex::new(BTreeMap::new()),
             landlock_abi,
             cgroup,
+            net,
         }))
     }
 
@@ -371,6 +388,23 @@ impl Manager {
             return Err(SandboxError::Conflict(format!("sandbox {} has exited; its TTLs can't change", e.id)));
         }
         e.touch();
+        if u.block_network.is_some() || u.cidr_allowlist.is_some() {
+            let rec = e.record();
+            let (Some(net), api::NetworkMode::Bridge) = (&self.net, rec.sandbox.network.mode) else {
+                return Err(SandboxError::BadRequest(format!(
+                    "sandbox {} has no bridge network; block_network and cidr_allowlist apply to network \"bridge\" only",
+                    e.id
+                )));
+            };
+            let block = u.block_network.unwrap_or(rec.sandbox.network.block_network);
+            let allow = u.cidr_allowlist.clone().or(rec.sandbox.network.cidr_allowlist.clone());
+            let policy = parse_policy(block, allow.as_deref())?;
+            net.update_policy(&e.id, &policy).map_err(|err| SandboxError::Internal(format!("sandbox networking: {err}")))?;
+            self.update_record(e, |r| {
+                r.sandbox.network.block_network = block;
+                r.sandbox.network.cidr_allowlist = allow;
+            });
+        }
         self.update_record(e, |r| {
             if let Some(k) = u.keep_warm_seconds {
                 r.sandbox.keep_warm_seconds = k;
@@ -419,6 +453,13 @@ impl Manager {
         if let Some(p) = &req.landlock {
             crate::sandbox::config::validate_landlock(p).map_err(bad)?;
         }
+        if req.network == Some(api::NetworkMode::Bridge) && self.net.is_none() {
+            return Err(bad("network \"bridge\" is not available: this beamd runs without sandbox networking; start it with --network bridge".into()));
+        }
+        if (req.block_network || req.cidr_allowlist.is_some()) && self.network_mode(req) != api::NetworkMode::Bridge {
+            return Err(bad("block_network and cidr_allowlist need network \"bridge\" (with network \"none\" there is no egress at all)".into()));
+        }
+        parse_policy(req.block_network, req.cidr_allowlist.as_deref())?;
         if let Some(w) = &req.workdir
             && !w.starts_with('/')
         {
@@ -467,6 +508,13 @@ impl Manager {
                     no_new_privs: true,
                     capabilities: bundle::DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
                 },
+                network: api::SandboxNetwork {
+                    mode: self.network_mode(req),
+                    ip: None,
+                    gateway: None,
+                    block_network: req.block_network,
+                    cidr_allowlist: req.cidr_allowlist.clone(),
+                },
             },
             env: Vec::new(),
             uid: 0,
@@ -476,6 +524,11 @@ impl Manager {
             uid_slot: None,
             pid_start: None,
         }
+    }
+
+    /// The network a request gets: as asked, else bridge when beamd has networking.
+    pub(crate) fn network_mode(&self, req: &CreateSandbox) -> api::NetworkMode {
+        req.network.unwrap_or(if self.net.is_some() { api::NetworkMode::Bridge } else { api::NetworkMode::None })
     }
 
     /// Remove an exited sandbox's record and dir.
@@ -505,6 +558,38 @@ impl Manager {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
+}
+
+/// The bridge, firewall table and leases (under `<root>/network`), ready for sandboxes.
+fn open_network(root: &Path, n: &NetworkConfig) -> Result<crate::netns::Network> {
+    let err = |e: crate::netns::NetError| SandboxError::Internal(format!("sandbox networking: {e}"));
+    let host = match &n.host_netns {
+        None => crate::netns::open_current_netns().map_err(err)?,
+        Some(p) => std::fs::File::open(p)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| SandboxError::Internal(format!("--network-netns {}: {e}", p.display())))?,
+    };
+    let mut cfg = crate::netns::NetConfig::new(root.join("network"));
+    cfg.subnet = n.subnet;
+    let net = crate::netns::Network::new(host, cfg).map_err(err)?;
+    net.ensure().map_err(err)?;
+    Ok(net)
+}
+
+/// Parse an egress policy's CIDRs.
+pub(crate) fn parse_policy(block: bool, allow: Option<&[String]>) -> Result<crate::netns::Policy> {
+    let cidrs = allow
+        .map(|list| {
+            list.iter()
+                .map(|c| {
+                    c.parse::<ipnet::Ipv4Net>().map_err(|_| {
+                        SandboxError::BadRequest(format!("cidr_allowlist entry {c:?} is not an IPv4 CIDR; write it like 10.0.0.0/8 or 1.1.1.1/32"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    Ok(crate::netns::Policy { block_network: block, cidr_allowlist: cidrs })
 }
 
 /// Sandboxes run as unprivileged host uids (their user namespace's range), and the runtime reaches their

@@ -66,6 +66,15 @@ pub struct RunArgs {
     /// Run without landlock.
     #[arg(long)]
     insecure_no_landlock: bool,
+    /// `bridge` (an address on beamd's bridge, NAT egress) or `none` (loopback only); default: beamd's.
+    #[arg(long, value_parser = ["bridge", "none"])]
+    network: Option<String>,
+    /// No egress at all (bridge network).
+    #[arg(long)]
+    block_network: bool,
+    /// Egress only to these CIDRs (bridge network), comma-separated: 10.0.0.0/8,1.1.1.1/32.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    cidr_allowlist: Option<Vec<String>>,
     /// Arguments after `--`: the command (Docker's CMD; appended to the image's entrypoint unless --entrypoint).
     #[arg(last = true, value_name = "CMD")]
     cmd: Vec<String>,
@@ -220,6 +229,13 @@ fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Resul
         insecure_no_userns: a.insecure_no_userns,
         insecure_no_seccomp: a.insecure_no_seccomp,
         insecure_no_landlock: a.insecure_no_landlock,
+        network: match a.network.as_deref() {
+            Some("bridge") => Some(beam::api::NetworkMode::Bridge),
+            Some(_) => Some(beam::api::NetworkMode::None),
+            None => None,
+        },
+        block_network: a.block_network,
+        cidr_allowlist: a.cidr_allowlist.clone(),
     })
 }
 

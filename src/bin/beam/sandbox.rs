@@ -118,6 +118,12 @@ pub struct UpdateArgs {
     /// Maximum lifetime in seconds, counted from creation (0: none).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Block (true) or allow (false) all egress of a bridge-network sandbox.
+    #[arg(long, value_name = "BOOL")]
+    block_network: Option<bool>,
+    /// Egress only to these CIDRs, comma-separated (0.0.0.0/0 for all).
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    cidr_allowlist: Option<Vec<String>>,
 }
 
 #[derive(Args)]
@@ -376,7 +382,12 @@ async fn update(c: &Client, a: UpdateArgs) -> Result<i32, Error> {
     if a.keep_warm_seconds.is_some_and(|k| k < -1) {
         return Err(usage("--keep-warm-seconds: give seconds, or -1 for never"));
     }
-    let body = UpdateSandbox { keep_warm_seconds: a.keep_warm_seconds, timeout_seconds: a.timeout };
+    let body = UpdateSandbox {
+        keep_warm_seconds: a.keep_warm_seconds,
+        timeout_seconds: a.timeout,
+        block_network: a.block_network,
+        cidr_allowlist: a.cidr_allowlist.clone(),
+    };
     let sb: Sandbox = c.json(Method::PATCH, &sandbox_path(&a.id, ""), Some(&body)).await?;
     println!("{}", sb.id);
     Ok(0)
