@@ -8,6 +8,8 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use std::io::Write;
 
+// Parsed once per process: the size difference between variants doesn't matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Create a sandbox from an image; follow its entrypoint's output unless --detach.
@@ -522,6 +524,7 @@ pub(crate) mod tests {
             expires_at: None,
             pid: Some(1234),
             security: api::Security { uid_base: None, seccomp: true, landlock: None, no_new_privs: true, capabilities: vec![] },
+            network: api::SandboxNetwork::none(),
         }
     }
 
