@@ -246,7 +246,8 @@ impl Manager {
         let id = &rec.sandbox.id;
         let net_err = |e: crate::netns::NetError| SandboxError::Internal(format!("sandbox networking: {e}"));
         let (Some(net), crate::api::NetworkMode::Bridge) = (&self.net, rec.sandbox.network.mode) else {
-            super::net::loopback_up(st.pid).map_err(|e| SandboxError::Internal(e.to_string()))?;
+            let ns = crate::netns::open_netns_of_pid(st.pid).map_err(net_err)?;
+            crate::netns::loopback_up(std::os::fd::AsFd::as_fd(&ns)).map_err(net_err)?;
             return Ok(None);
         };
         let policy = super::manager::parse_policy(rec.sandbox.network.block_network, rec.sandbox.network.cidr_allowlist.as_deref())?;

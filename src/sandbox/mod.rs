@@ -6,7 +6,6 @@ pub mod initproto;
 pub mod initclient;
 pub mod lifecycle;
 pub mod manager;
-pub mod net;
 pub mod record;
 
 /// The sandbox init (`init/main.rs`): a static binary built by build.rs, which beamd writes into each
