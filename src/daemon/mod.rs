@@ -125,7 +125,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     if let Some(l) = gateway {
         let domain = opts.gateway.as_ref().map(|g| g.config.domain.clone()).unwrap_or_default();
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), %domain, "serving the gateway to sandbox ports");
-        crate::gateway::spawn(mgr.clone(), l);
+        crate::gateway::spawn(mgr.clone(), l).map_err(|e| DaemonError::Setup(e.to_string()))?;
     }
     let token = opts.token.clone().map(Arc::new);
     if let Some(addr) = opts.listen {

@@ -1,9 +1,10 @@
 //! Opening a TCP connection to a port inside a sandbox.
 //!
 //! [`NetnsDialer`] creates the socket *in the sandbox's network namespace* — a socket belongs to the
-//! namespace it was created in, and connect() uses that one — on one long-lived thread that joins the
-//! sandbox's namespace for each socket and returns to beamd's right after (setns is per thread; no tokio
-//! worker ever changes namespace).
+//! namespace it was created in, and connect() uses that one: the thread joins the sandbox's namespace for
+//! the socket() call and returns to beamd's right after (setns is per thread). The gateway's own worker
+//! threads ([`own_thread`]) do that themselves; any other thread (a tokio worker of the API, which must
+//! never change namespace) hands it to one long-lived thread.
 //! The connect itself then runs on tokio, non-blocking, to 127.0.0.1:<port> inside the sandbox. The
 //! namespace fd is cached per sandbox (checked against the init's pid and start time) and dropped when the
 //! sandbox exits. Another way to reach sandboxes (e.g. over a veth) only needs another [`Dialer`].
@@ -118,8 +119,43 @@ static SOCKET_MAKER: std::sync::LazyLock<Option<std::sync::mpsc::Sender<Job>>> =
     Some(tx)
 });
 
+thread_local! {
+    /// On a gateway worker thread (see [`own_thread`]): its home namespace, so that it makes sockets itself.
+    static HOME: std::cell::RefCell<Option<OwnedFd>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Let the calling thread make sandbox sockets itself — setns there, socket(), setns back, ≈3 µs with no
+/// hand-off to another thread — for threads that run nothing but the gateway (their own current-thread
+/// runtime): only a thread whose every socket is made through [`NetnsDialer`] may switch namespaces.
+pub fn own_thread() -> io::Result<()> {
+    let home = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net")?);
+    HOME.with(|h| *h.borrow_mut() = Some(home));
+    Ok(())
+}
+
+/// On a thread set up by [`own_thread`]: the socket, made right here. None: not such a thread (or it could
+/// not return home once, after which it hands sockets off like any other thread).
+fn socket_here(ns: &OwnedFd) -> Option<io::Result<OwnedFd>> {
+    HOME.with(|h| {
+        let mut h = h.borrow_mut();
+        let home = h.as_ref()?;
+        let made = setns(ns).and_then(|()| tcp_socket());
+        if let Err(e) = setns(home) {
+            // This thread now sits in the sandbox's namespace: it must never make a socket itself again
+            // (the fallback below makes them on a thread that is home).
+            tracing::error!("gateway: a worker thread cannot return to beamd's network namespace ({e}); it hands dialing off from now on");
+            *h = None;
+            return None;
+        }
+        Some(made)
+    })
+}
+
 /// A non-blocking TCP socket created in the network namespace `ns`.
 async fn socket_in(ns: Arc<OwnedFd>) -> io::Result<OwnedFd> {
+    if let Some(made) = socket_here(&ns) {
+        return made;
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if let Some(maker) = SOCKET_MAKER.as_ref()
         && maker.send((ns.clone(), tx)).is_ok()

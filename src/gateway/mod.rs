@@ -1,11 +1,16 @@
 //! beamd's gateway: an HTTP/1.1 reverse proxy (hyper) that routes `http://<sandbox>-<port>.<domain>/…` (by
 //! the Host header) and `http://HOST:PORT/sandbox/<sandbox>/<port>/…` (by path) to a port inside a sandbox.
 //!
-//! The sandbox's network namespace has only loopback; the gateway opens each upstream TCP connection *inside*
-//! that namespace ([`dial`]: a short-lived thread joins it just to create the socket), so a server listening
-//! on 127.0.0.1 or 0.0.0.0 in the sandbox is reachable without a bridge or NAT, and the sandbox stays
-//! unreachable from the host's network otherwise. Keep-alive, streaming bodies both ways and upgrades
-//! (WebSocket) are proxied; proxied requests and open connections count as activity for keep-warm.
+//! The gateway opens each upstream TCP connection *inside* the sandbox's network namespace ([`dial`]: the
+//! thread joins it just to create the socket), so a server listening on 127.0.0.1 or 0.0.0.0 in the sandbox
+//! is reachable with or without a bridge, and the sandbox needs no route from the host. Keep-alive,
+//! streaming bodies both ways and upgrades (WebSocket) are proxied; proxied requests and open connections
+//! count as activity for keep-warm.
+//!
+//! It runs on threads of its own, one per CPU, each a current-thread tokio runtime accepting from the same
+//! listener: a connection — downstream, dial, upstream — is served start to end on the thread that
+//! accepted it, with no wake-ups across threads (nginx's worker model), and its requests never queue
+//! behind the API's work.
 
 mod auth;
 pub mod dial;
@@ -31,6 +36,8 @@ pub const DEFAULT_DOMAIN: &str = "localhost";
 pub enum GatewayError {
     #[error("gateway: listening on {addr}: {err}")]
     Bind { addr: SocketAddr, err: std::io::Error },
+    #[error("gateway: starting its worker threads: {0}; check the process and thread limits (ulimit -u)")]
+    Workers(std::io::Error),
     #[error("gateway: domain {0:?} is not a host name; use e.g. localhost or sandboxes.example.com")]
     Domain(String),
 }
@@ -151,8 +158,9 @@ pub async fn bind(cfg: &Config) -> Result<tokio::net::TcpListener, GatewayError>
     Ok(l)
 }
 
-/// Serve the gateway on a bound listener (runs until the process ends).
-pub fn spawn(mgr: Arc<Manager>, listener: tokio::net::TcpListener) {
+/// Serve the gateway on a bound listener (runs until the process ends): one thread per CPU (at most 16),
+/// each with a current-thread runtime accepting from the same listening socket.
+pub fn spawn(mgr: Arc<Manager>, listener: tokio::net::TcpListener) -> Result<(), GatewayError> {
     let public = PUBLIC.get().cloned().unwrap_or(Public { domain: DEFAULT_DOMAIN.into(), port: 0 });
     let gw = Arc::new(Gateway {
         mgr,
@@ -161,22 +169,49 @@ pub fn spawn(mgr: Arc<Manager>, listener: tokio::net::TcpListener) {
         port: public.port,
         watched: Mutex::new(HashSet::new()),
     });
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((s, peer)) => {
-                    let _ = s.set_nodelay(true);
-                    // A client that vanished without closing must not keep its sandbox warm forever.
-                    keepalive(&s);
-                    tokio::spawn(serve_conn(gw.clone(), s, peer));
+    let listener = listener.into_std().map_err(GatewayError::Workers)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    for i in 0..workers {
+        let l = listener.try_clone().map_err(GatewayError::Workers)?;
+        let gw = gw.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(GatewayError::Workers)?;
+        std::thread::Builder::new()
+            .name(format!("beam-gw-{i}"))
+            .spawn(move || {
+                if let Err(e) = dial::own_thread() {
+                    tracing::warn!("gateway worker {i}: {e}; its dials go through the shared dialer thread");
                 }
-                Err(e) => {
-                    tracing::warn!("gateway accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+                rt.block_on(async move {
+                    let l = match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => l,
+                        Err(e) => return tracing::error!("gateway worker {i}: {e}"),
+                    };
+                    accept_loop(gw, l).await
+                })
+            })
+            .map_err(GatewayError::Workers)?;
+    }
+    Ok(())
+}
+
+async fn accept_loop(gw: Arc<Gateway>, listener: tokio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                // A client that vanished without closing must not keep its sandbox warm forever.
+                keepalive(&s);
+                tokio::spawn(serve_conn(gw.clone(), s, peer));
+            }
+            Err(e) => {
+                tracing::warn!("gateway accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
-    });
+    }
 }
 
 /// TCP keepalive probes after a minute of silence.

@@ -93,61 +93,63 @@ impl Conn {
         let e = gw.lookup(&t.sandbox, t.style == Style::Host).map_err(|_| {
             Page::new(404, "not_found", format!("no sandbox {:?}; `beam container list -a` shows them", t.sandbox))
         })?;
-        let rec = e.record();
-        let s = &rec.sandbox;
         // The token first: without it, nothing more about the sandbox is told.
-        let token = s.token.clone().filter(|_| s.authorized);
-        let mut cookie = None;
-        if let Some(tok) = &token {
-            match auth::find(req.headers(), t.query.as_deref(), &e.id, tok) {
-                None => {
-                    return Err(Page::new(
-                        401,
-                        "unauthorized",
-                        format!(
-                            "sandbox {} needs its token: send Authorization: Bearer <token>, or open the URL once with \
-                             ?{}=<token> (the sandbox's `token`, shown by the API and `beam container inspect`)",
-                            t.sandbox,
-                            auth::QUERY_PARAM
-                        ),
-                    ));
+        let (token, cookie, pid, pid_start) = e.with_record(|rec| {
+            let s = &rec.sandbox;
+            let token = s.token.clone().filter(|_| s.authorized);
+            let mut cookie = None;
+            if let Some(tok) = &token {
+                match auth::find(req.headers(), t.query.as_deref(), &e.id, tok) {
+                    None => {
+                        return Err(Page::new(
+                            401,
+                            "unauthorized",
+                            format!(
+                                "sandbox {} needs its token: send Authorization: Bearer <token>, or open the URL once \
+                                 with ?{}=<token> (the sandbox's `token`, shown by the API and `beam container inspect`)",
+                                t.sandbox,
+                                auth::QUERY_PARAM
+                            ),
+                        ));
+                    }
+                    Some(Via::Query) => cookie = Some(auth::set_cookie(&e.id, tok, &t.prefix)),
+                    Some(_) => {}
                 }
-                Some(Via::Query) => cookie = Some(auth::set_cookie(&e.id, tok, &t.prefix)),
-                Some(_) => {}
             }
-        }
-        match s.state {
-            SandboxState::Running => {}
-            SandboxState::Pending => {
-                return Err(Page::new(503, "unavailable", format!("sandbox {} is starting; try again in a moment", e.id)).retry(1));
+            match s.state {
+                SandboxState::Running => {}
+                SandboxState::Pending => {
+                    return Err(Page::new(503, "unavailable", format!("sandbox {} is starting; try again in a moment", e.id)).retry(1));
+                }
+                SandboxState::Stopping => {
+                    return Err(Page::new(503, "unavailable", format!("sandbox {} is stopping; start a new one with `beam run`", e.id)));
+                }
+                SandboxState::Exited => return Err(exited(&e.id, s)),
             }
-            SandboxState::Stopping => {
-                return Err(Page::new(503, "unavailable", format!("sandbox {} is stopping; start a new one with `beam run`", e.id)));
+            if !s.ports.contains(&t.port) {
+                let exposed = if s.ports.is_empty() {
+                    "it exposes no ports".to_string()
+                } else {
+                    format!("it exposes {}", s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))
+                };
+                return Err(Page::new(
+                    404,
+                    "not_found",
+                    format!(
+                        "port {} of sandbox {} is not exposed ({exposed}); create it with --ports {}, or expose it \
+                         with POST /v1/sandboxes/{}/ports {{\"port\": {}}}",
+                        t.port, e.id, t.port, e.id, t.port
+                    ),
+                ));
             }
-            SandboxState::Exited => return Err(exited(&e.id, s)),
-        }
-        if !s.ports.contains(&t.port) {
-            let exposed = if s.ports.is_empty() {
-                "it exposes no ports".to_string()
-            } else {
-                format!("it exposes {}", s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))
+            let Some(pid) = s.pid else {
+                return Err(Page::new(503, "unavailable", format!("sandbox {} has no running init", e.id)).retry(1));
             };
-            return Err(Page::new(
-                404,
-                "not_found",
-                format!(
-                    "port {} of sandbox {} is not exposed ({exposed}); create it with --ports {}, or expose it with \
-                     POST /v1/sandboxes/{}/ports {{\"port\": {}}}",
-                    t.port, e.id, t.port, e.id, t.port
-                ),
-            ));
-        }
-        let Some(pid) = s.pid else {
-            return Err(Page::new(503, "unavailable", format!("sandbox {} has no running init", e.id)).retry(1));
-        };
+            Ok((token, cookie, pid, rec.pid_start))
+        })?;
         let warm = e.active();
         gw.watch(&e);
-        let dial = Dial { id: e.id.clone(), pid, pid_start: rec.pid_start, port: t.port };
+        let dial = Dial { id: e.id.clone(), pid, pid_start, port: t.port };
 
         let upgrade = is_upgrade(req.headers());
         let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));

@@ -125,6 +125,11 @@ impl Entry {
         self.rec.lock().expect("record lock").clone()
     }
 
+    /// Read the record in place (no clone; for hot paths). `f` runs under the record's lock: keep it short.
+    pub fn with_record<T>(&self, f: impl FnOnce(&Record) -> T) -> T {
+        f(&self.rec.lock().expect("record lock"))
+    }
+
     pub fn state(&self) -> SandboxState {
         self.rec.lock().expect("record lock").sandbox.state
     }
