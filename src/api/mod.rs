@@ -261,11 +261,17 @@ pub struct UpdateSandbox {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
     /// Change the egress policy of a bridge-mode sandbox (both fields replace the current ones when given;
-    /// an empty `cidr_allowlist` allows nothing, `["0.0.0.0/0"]` everything).
+    /// an empty `cidr_allowlist` allows nothing, `null` removes the allowlist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_network: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cidr_allowlist: Option<Vec<String>>,
+    /// Absent: unchanged; `null` (`Some(None)`): no allowlist any more; a list: the new allowlist.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub cidr_allowlist: Option<Option<Vec<String>>>,
+}
+
+/// A field that is present (even as `null`) deserializes to `Some`; an absent one stays `None` (`default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox through the gateway.
@@ -499,6 +505,17 @@ mod tests {
         assert!(t("1Xi").is_err());
         assert!(t("1Ki").is_err());
         assert!(t("-5").is_err());
+    }
+
+    #[test]
+    fn update_tells_an_absent_allowlist_from_null() {
+        let u = |s: &str| serde_json::from_str::<UpdateSandbox>(s).unwrap().cidr_allowlist;
+        assert_eq!(u("{}"), None);
+        assert_eq!(u(r#"{"cidr_allowlist": null}"#), Some(None));
+        assert_eq!(u(r#"{"cidr_allowlist": []}"#), Some(Some(vec![])));
+        assert_eq!(u(r#"{"cidr_allowlist": ["1.1.1.1/32"]}"#), Some(Some(vec!["1.1.1.1/32".to_string()])));
+        let back = serde_json::to_string(&UpdateSandbox { cidr_allowlist: Some(None), ..Default::default() }).unwrap();
+        assert_eq!(back, r#"{"cidr_allowlist":null}"#);
     }
 
     #[test]

@@ -402,7 +402,7 @@ impl Manager {
                 )));
             };
             let block = u.block_network.unwrap_or(rec.sandbox.network.block_network);
-            let allow = u.cidr_allowlist.clone().or(rec.sandbox.network.cidr_allowlist.clone());
+            let allow = u.cidr_allowlist.clone().unwrap_or(rec.sandbox.network.cidr_allowlist);
             let policy = parse_policy(block, allow.as_deref())?;
             net.update_policy(&e.id, &policy).map_err(|err| SandboxError::Internal(format!("sandbox networking: {err}")))?;
             self.update_record(e, |r| {

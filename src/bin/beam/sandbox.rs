@@ -123,9 +123,12 @@ pub struct UpdateArgs {
     /// Block (true) or allow (false) all egress of a bridge-network sandbox.
     #[arg(long, value_name = "BOOL")]
     block_network: Option<bool>,
-    /// Egress only to these CIDRs, comma-separated (0.0.0.0/0 for all).
-    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    /// Egress only to these CIDRs, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR", conflicts_with = "no_cidr_allowlist")]
     cidr_allowlist: Option<Vec<String>>,
+    /// Remove the CIDR allowlist (egress to anywhere again, unless --block-network true).
+    #[arg(long)]
+    no_cidr_allowlist: bool,
 }
 
 #[derive(Args)]
@@ -378,8 +381,16 @@ async fn inspect(c: &Client, id: &str) -> Result<i32, Error> {
 }
 
 async fn update(c: &Client, a: UpdateArgs) -> Result<i32, Error> {
-    if a.keep_warm_seconds.is_none() && a.timeout.is_none() {
-        return Err(usage("update: give --keep-warm-seconds N and/or --timeout SECONDS"));
+    if a.keep_warm_seconds.is_none()
+        && a.timeout.is_none()
+        && a.block_network.is_none()
+        && a.cidr_allowlist.is_none()
+        && !a.no_cidr_allowlist
+    {
+        return Err(usage(
+            "update: give what to change: --keep-warm-seconds N, --timeout SECONDS, --block-network BOOL, \
+             --cidr-allowlist CIDR,… or --no-cidr-allowlist",
+        ));
     }
     if a.keep_warm_seconds.is_some_and(|k| k < -1) {
         return Err(usage("--keep-warm-seconds: give seconds, or -1 for never"));
@@ -388,7 +399,7 @@ async fn update(c: &Client, a: UpdateArgs) -> Result<i32, Error> {
         keep_warm_seconds: a.keep_warm_seconds,
         timeout_seconds: a.timeout,
         block_network: a.block_network,
-        cidr_allowlist: a.cidr_allowlist.clone(),
+        cidr_allowlist: if a.no_cidr_allowlist { Some(None) } else { a.cidr_allowlist.clone().map(Some) },
     };
     let sb: Sandbox = c.json(Method::PATCH, &sandbox_path(&a.id, ""), Some(&body)).await?;
     println!("{}", sb.id);
