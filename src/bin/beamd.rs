@@ -25,8 +25,9 @@ struct Args {
     #[arg(long, env = "BEAM_GATEWAY", value_name = "ADDR|none")]
     gateway: Option<String>,
     /// Sandbox networking: `bridge` (each sandbox gets an address on the `beam0` bridge, NAT egress and a
-    /// per-sandbox egress policy, in an nftables table `inet beam`) or `none` (loopback only).
-    #[arg(long, env = "BEAM_NETWORK", default_value = "none", value_parser = ["bridge", "none"])]
+    /// per-sandbox egress policy, in nftables tables `inet beam` and `bridge beam`; turns net.ipv4.ip_forward
+    /// on while beam's bridge exists) or `none` (every sandbox loopback only; ports still reach the gateway).
+    #[arg(long, env = "BEAM_NETWORK", default_value = "bridge", value_parser = ["bridge", "none"])]
     network: String,
     /// The sandbox subnet for --network bridge (default: the first free /16 of 10.88.0.0/16, 10.89.0.0/16, …).
     #[arg(long)]

@@ -163,6 +163,17 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         }
     }
     let _ = std::fs::remove_file(&opts.socket);
+    if let Some(net) = mgr.net.clone() {
+        // The bridge and firewall go only with the last sandbox: running ones stay connected and isolated.
+        match tokio::task::spawn_blocking(move || net.teardown()).await {
+            Ok(Ok(crate::netns::Teardown::Removed)) => tracing::info!("removed beam0 and beam's nftables tables"),
+            Ok(Ok(crate::netns::Teardown::KeptForLive { sandboxes })) => {
+                tracing::info!(sandboxes, "kept beam0 and beam's nftables tables for the sandboxes still running")
+            }
+            Ok(Err(e)) => tracing::warn!("removing sandbox networking: {e}"),
+            Err(e) => tracing::warn!("removing sandbox networking: {e}"),
+        }
+    }
     tracing::info!("beamd stopping; sandboxes keep running and the next beamd adopts them");
     Ok(())
 }

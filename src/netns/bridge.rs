@@ -15,9 +15,10 @@ use super::nsexec::{all_links, link_index, set_up};
 
 pub const BRIDGE: &str = "beam0";
 
-/// Make sure `beam0` exists with `gateway`/prefix of `subnet` and is up; its index. Runs in the host
-/// namespace (a [`super::nsexec::with_netlink`] worker), sysctls included.
-pub(crate) async fn ensure(h: &Handle, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<u32> {
+/// Make sure `beam0` exists with `gateway`/prefix of `subnet` and is up; its index, and whether this call
+/// turned the namespace's `net.ipv4.ip_forward` on. Runs in the host namespace (a
+/// [`super::nsexec::with_netlink`] worker), sysctls included.
+pub(crate) async fn ensure(h: &Handle, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<(u32, bool)> {
     let index = match link_index(h, BRIDGE).await? {
         Some(i) => i,
         None => {
@@ -56,19 +57,22 @@ pub(crate) async fn ensure(h: &Handle, subnet: Ipv4Net, gateway: Ipv4Addr) -> Re
     }
     set_up(h, index, BRIDGE).await?;
     write_sysctl(&format!("/proc/sys/net/ipv4/conf/{BRIDGE}/forwarding"), "1", false)?;
-    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1", false)?;
-    Ok(index)
+    let forwarding_on = write_sysctl(IP_FORWARD, "1", false)?;
+    Ok((index, forwarding_on))
 }
 
-/// Set a sysctl of the calling thread's network namespace, only when it differs. `optional`: a missing
-/// file (IPv6 disabled in the kernel) is fine.
-fn write_sysctl(path: &str, value: &str, optional: bool) -> Result<()> {
+pub(crate) const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Set a sysctl of the calling thread's network namespace, only when it differs; whether it changed.
+/// `optional`: a missing file (IPv6 disabled in the kernel) is fine.
+pub(crate) fn write_sysctl(path: &str, value: &str, optional: bool) -> Result<bool> {
     match std::fs::read_to_string(path) {
-        Ok(cur) if cur.trim() == value => return Ok(()),
-        Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(cur) if cur.trim() == value => return Ok(false),
+        Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         _ => {}
     }
-    std::fs::write(path, value).map_err(io(format!("setting {path} to {value}")))
+    std::fs::write(path, value).map_err(io(format!("setting {path} to {value}")))?;
+    Ok(true)
 }
 
 /// The names of the links enslaved to `beam0`.

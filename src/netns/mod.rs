@@ -8,9 +8,11 @@
 //! [`open_current_netns`]); in tests, a namespace the test made, so tests never touch the real host. Netlink
 //! work runs on short-lived threads that join the namespace; `nft` runs as a child that joins it. The only
 //! things beam creates in the host namespace are `beam0`, the `bm-*` veth ends, `table inet beam` and
-//! `table bridge beam` (see [`firewall`] for the rules), and the sysctls `net.ipv4.ip_forward=1` (NAT needs
-//! it; never reset, as something else may rely on it by then), `net.ipv4.conf.beam0.forwarding=1` and
-//! `net.ipv6.conf.beam0.disable_ipv6=1`.
+//! `table bridge beam` (see [`firewall`] for the rules), and the sysctls `net.ipv4.conf.beam0.forwarding=1`,
+//! `net.ipv6.conf.beam0.disable_ipv6=1` and `net.ipv4.ip_forward=1` (NAT needs it: replies to sandboxes come
+//! in on the uplink and are forwarded, like Docker's and podman's bridges). When beam is the one that turned
+//! `ip_forward` on, it says so in `<state_dir>/ip_forward.beam` and turns it back off in [`Network::teardown`]
+//! — if it is still on then — so that a host without sandboxes is as beam found it.
 //!
 //! The methods block (netlink round trips, `nft` runs): call them from `spawn_blocking` in async code.
 //!
@@ -21,7 +23,8 @@
 //!   [`SandboxNet::hosts`] into its root. Policy changes: [`Network::update_policy`]. Stop:
 //!   [`Network::detach`] (veth, firewall elements and lease released). A sandbox whose network namespace
 //!   dies loses its veth with it; its lease and firewall elements stay until `detach` or `reconcile`.
-//! - clean shutdown: [`Network::teardown`] removes the tables and the bridge when no sandbox is attached. If
+//! - clean shutdown: [`Network::teardown`] removes the tables and the bridge (and restores `ip_forward`)
+//!   when no sandbox is attached. If
 //!   sandboxes keep running (beamd leaves them for the next beamd), everything stays, so they stay isolated.
 //! - after a `kill -9`: the bridge, the tables with their elements, every veth of a sandbox still alive and
 //!   the lease files (`<state_dir>/leases/<ip>`) and the subnet choice (`<state_dir>/subnet`) all persist,
@@ -178,7 +181,19 @@ impl Network {
 
     fn ensure_bridge(&self) -> Result<u32> {
         let (subnet, gw) = (self.subnet(), self.gateway());
-        nsexec::with_netlink(self.host.as_fd(), move |h| async move { bridge::ensure(&h, subnet, gw).await })
+        let (index, forwarding_on) =
+            nsexec::with_netlink(self.host.as_fd(), move |h| async move { bridge::ensure(&h, subnet, gw).await })?;
+        if forwarding_on {
+            let mark = self.forward_mark();
+            std::fs::write(&mark, "beam turned net.ipv4.ip_forward on; teardown turns it off\n")
+                .map_err(error::io(format!("writing {}", mark.display())))?;
+        }
+        Ok(index)
+    }
+
+    /// Present while beam is the one that turned `ip_forward` on.
+    fn forward_mark(&self) -> PathBuf {
+        self.cfg.state_dir.join("ip_forward.beam")
     }
 
     /// Bridge with the gateway address, sysctls, and the firewall tables. Idempotent; run at every start.
@@ -271,7 +286,8 @@ impl Network {
         Ok(Reconciled { leases, veths, firewall_elements })
     }
 
-    /// Clean shutdown: remove the tables and the bridge, unless sandboxes are still attached.
+    /// Clean shutdown: remove the tables and the bridge, and turn `ip_forward` back off if beam turned it
+    /// on, unless sandboxes are still attached.
     pub fn teardown(&self) -> Result<Teardown> {
         let leases = self.ipam.leases()?.len();
         let ports = nsexec::with_netlink(self.host.as_fd(), |h| async move { veth::list(&h).await })?.len();
@@ -282,7 +298,17 @@ impl Network {
             let _g = self.lock();
             firewall::remove_tables(&self.nft())?;
         }
-        nsexec::with_netlink(self.host.as_fd(), |h| async move { bridge::remove_if_unused(&h).await })?;
+        let restore = self.forward_mark().exists();
+        nsexec::with_netlink(self.host.as_fd(), move |h| async move {
+            if bridge::remove_if_unused(&h).await? && restore {
+                // This thread is in the host namespace: its /proc/sys/net is that namespace's.
+                bridge::write_sysctl(bridge::IP_FORWARD, "0", false)?;
+            }
+            Ok(())
+        })?;
+        if restore {
+            let _ = std::fs::remove_file(self.forward_mark());
+        }
         Ok(Teardown::Removed)
     }
 }

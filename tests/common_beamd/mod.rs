@@ -102,7 +102,12 @@ impl Beamd {
         let root = tmp.path().join("root");
         let run_dir = tmp.path().join("run");
         let socket = run_dir.join("beamd.sock");
-        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        // Tests never put a bridge in the real host's namespace: loopback-only sandboxes unless the test
+        // brings a namespace of its own (--network bridge --network-netns …).
+        if !args.iter().any(|a| a == "--network") {
+            args.extend(["--network".into(), "none".into()]);
+        }
         let mut b = Beamd { tmp, root, run_dir, socket, args, child: None };
         b.spawn();
         b
