@@ -1,48 +1,45 @@
-//! beamd with `--network bridge`, its bridge and firewall table inside a network namespace this test makes
-//! (standing in for the host: nothing touches the real host's interfaces or ruleset). Sandboxes get an
-//! address, a default route, resolv.conf and hosts; they can't reach each other; a policy change applies
-//! to a running sandbox; stop and a beamd crash release veths and leases. Root only.
+//! beamd with `--network bridge`, its bridge and firewall tables inside a "host" network namespace the
+//! test makes, linked to a fake "internet" namespace (tests/common_net; nothing touches the real host's
+//! interfaces, ruleset or sysctls). Sandboxes get an address, a default route, resolv.conf and hosts; reach
+//! the internet NATed; can't reach each other or the host's services; egress policy at create and changed
+//! on a running sandbox; stop, a beamd crash and a clean shutdown release veths, leases, tables and the
+//! bridge. Root only.
 
 mod common_beamd;
+mod common_net;
 use common_beamd::*;
+use common_net::{FAR, HOST_UPLINK, INTERNET, Internet, ns_path, responder, run_in};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::os::fd::BorrowedFd;
+use std::process::Command;
 use std::time::Duration;
 
-/// A network namespace held by a `sleep` child of ours (killed on drop: the namespace goes with it and
-/// with beamd's fd).
-struct TestNetns {
-    child: Child,
+fn has_tools() -> bool {
+    let ok = Command::new("nft").arg("--version").output().is_ok() && Command::new("ip").arg("-V").output().is_ok();
+    if !ok {
+        eprintln!("skipped: needs nft and ip");
+    }
+    ok
 }
 
-impl TestNetns {
-    fn new() -> TestNetns {
-        let child = Command::new("unshare").args(["--net", "sleep", "infinity"]).stdin(Stdio::null()).spawn().expect("unshare");
-        let t = TestNetns { child };
-        // Wait until the child is in its own namespace.
-        let me = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::fs::read_link(t.path()).map(|l| l == me).unwrap_or(true) {
-            assert!(std::time::Instant::now() < deadline, "unshare --net did not take");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        t
-    }
-    fn path(&self) -> String {
-        format!("/proc/{}/ns/net", self.child.id())
-    }
-    /// `CMD…` run inside the namespace (nsenter).
-    fn run(&self, args: &[&str]) -> String {
-        let o = Command::new("nsenter").arg(format!("--net={}", self.path())).args(args).output().expect("nsenter");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
+fn links(ns: BorrowedFd<'_>) -> String {
+    run_in(Some(ns), &["ip", "-o", "link"])
 }
 
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn ip_forward(ns: BorrowedFd<'_>) -> String {
+    run_in(Some(ns), &["cat", "/proc/sys/net/ipv4/ip_forward"]).trim().to_string()
+}
+
+/// What a TCP server at `ip:port` says to the sandbox (busybox nc), retried for a few seconds (links and
+/// neighbours come up asynchronously); empty when nothing answers.
+fn fetch_from(b: &Beamd, id: &str, ip: impl std::fmt::Display, port: u16) -> String {
+    let o = b.sh(id, &format!("for i in $(seq 50); do r=$(nc -w 1 {ip} {port} </dev/null 2>/dev/null) && [ -n \"$r\" ] && echo \"$r\" && break; sleep 0.1; done"));
+    o.out().trim().to_string()
+}
+
+/// One attempt, 1 s: for what must be blocked (dropped packets never answer).
+fn blocked_from(b: &Beamd, id: &str, ip: impl std::fmt::Display, port: u16) -> bool {
+    b.sh(id, &format!("nc -w 1 {ip} {port} </dev/null 2>/dev/null")).out().trim().is_empty()
 }
 
 fn host_snapshot() -> (String, String) {
@@ -54,13 +51,13 @@ fn host_snapshot() -> (String, String) {
 #[test]
 fn bridge_network_end_to_end() {
     require_root!();
-    if Command::new("nft").arg("--version").output().is_err() || Command::new("nsenter").arg("--version").output().is_err() {
-        eprintln!("skipped: needs nft and nsenter");
+    if !has_tools() {
         return;
     }
     let before = host_snapshot();
-    let ns = TestNetns::new();
-    let nspath = ns.path();
+    let net = Internet::new();
+    let ns = net.h();
+    let nspath = ns_path(ns);
     let mut b = Beamd::start_with("net", &["--network", "bridge", "--network-netns", &nspath, "--gateway", "none"]);
 
     let a = b.create(&json!({"image": "busybox", "name": "a"}));
@@ -78,9 +75,9 @@ fn bridge_network_end_to_end() {
     assert!(o.out().contains(&format!("default via {gw}")), "{}", o.out());
     assert!(o.out().contains(&a_id) && o.out().contains("resolv"), "{}", o.out());
     // the bridge and the table live in the test's namespace, with one veth per sandbox
-    let links = ns.run(&["ip", "-o", "link"]);
-    assert!(links.contains("beam0") && links.matches("bm-").count() == 2, "{links}");
-    assert!(ns.run(&["nft", "list", "tables"]).contains("beam"));
+    let l = links(ns);
+    assert!(l.contains("beam0") && l.matches("bm-").count() == 2, "{l}");
+    assert!(run_in(Some(ns), &["nft", "list", "tables"]).contains("beam"));
 
     // b serves on its own address (positive control), a can't reach it
     let mut srv = b.exec_upgraded(&b_id, &json!({"cmd": ["sh", "-c", "while true; do echo pong | nc -l -p 8000; done"]}));
@@ -106,7 +103,7 @@ fn bridge_network_end_to_end() {
     let lease_dir = b.root.join("network/leases");
     let leases = || std::fs::read_dir(&lease_dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(leases(), 1, "only a's lease is left");
-    assert_eq!(ns.run(&["ip", "-o", "link"]).matches("bm-").count(), 1);
+    assert_eq!(links(ns).matches("bm-").count(), 1);
 
     // a sandbox that dies while beamd is down: its lease is released at the next start
     let c = b.create(&json!({"image": "busybox"}));
@@ -125,9 +122,73 @@ fn bridge_network_end_to_end() {
         b.request("DELETE", &format!("/v1/sandboxes/{id}"), None);
     }
     assert_eq!(leases(), 0);
-    assert_eq!(ns.run(&["ip", "-o", "link"]).matches("bm-").count(), 0);
+    assert_eq!(links(ns).matches("bm-").count(), 0);
     b.terminate();
     drop(b);
-    drop(ns);
+    drop(net);
     assert_eq!(host_snapshot(), before, "the real host's links and ruleset are untouched");
+}
+
+#[test]
+fn egress_policy_and_isolation() {
+    require_root!();
+    if !has_tools() {
+        return;
+    }
+    let net = Internet::new();
+    let ns = net.h();
+    // A service of the "host", on every address of it (its loopback, beam0's address, the uplink).
+    let _host_service = responder(ns, 7001);
+    let forward_before = ip_forward(ns);
+    let nspath = ns_path(ns);
+    let mut b = Beamd::start_with("egress", &["--network", "bridge", "--network-netns", &nspath, "--gateway", "none"]);
+    assert_eq!(ip_forward(ns), "1", "NAT needs forwarding while the bridge exists");
+
+    // Default policy: the internet, NATed to the host's uplink address.
+    let a = b.create(&json!({"image": "busybox"}));
+    let a_id = a["id"].as_str().unwrap().to_string();
+    let gw = a["network"]["gateway"].as_str().unwrap().to_string();
+    assert_eq!(fetch_from(&b, &a_id, FAR, 80), HOST_UPLINK.to_string(), "egress is NATed");
+    // …but not the host itself: neither by beam0's address nor by the uplink's.
+    assert!(blocked_from(&b, &a_id, &gw, 7001), "sandbox reached a host service via {gw}");
+    assert!(blocked_from(&b, &a_id, HOST_UPLINK, 7001), "sandbox reached a host service via {HOST_UPLINK}");
+
+    // Changed while it runs: blocked, then an allowlist.
+    let patch = |body: serde_json::Value| {
+        let r = b.request("PATCH", &format!("/v1/sandboxes/{a_id}"), Some(&body));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    assert_eq!(patch(json!({"block_network": true}))["network"]["block_network"], true);
+    assert!(blocked_from(&b, &a_id, FAR, 80), "block_network let a connection out");
+    let s = patch(json!({"block_network": false, "cidr_allowlist": ["203.0.113.0/24"]}));
+    assert_eq!(s["network"]["cidr_allowlist"], json!(["203.0.113.0/24"]), "{s}");
+    assert_eq!(fetch_from(&b, &a_id, FAR, 80), HOST_UPLINK.to_string(), "an allowlisted destination");
+    assert!(blocked_from(&b, &a_id, INTERNET, 80), "a destination outside the allowlist answered");
+    assert_eq!(patch(json!({"cidr_allowlist": null}))["network"]["cidr_allowlist"], json!(null));
+    assert_eq!(fetch_from(&b, &a_id, INTERNET, 80), HOST_UPLINK.to_string(), "allowlist lifted");
+
+    // Set at create.
+    let c = b.create(&json!({"image": "busybox", "block_network": true}));
+    assert!(blocked_from(&b, c["id"].as_str().unwrap(), FAR, 80));
+    let d = b.create(&json!({"image": "busybox", "cidr_allowlist": ["198.51.100.1/32"]}));
+    let d_id = d["id"].as_str().unwrap();
+    assert_eq!(fetch_from(&b, d_id, INTERNET, 80), HOST_UPLINK.to_string());
+    assert!(blocked_from(&b, d_id, FAR, 80));
+
+    // Bad input, and nothing made for it.
+    for bad in [json!(["10.0.0.0/33"]), json!(["fe80::/64"]), json!(["example.com"])] {
+        let e = b.post("/v1/sandboxes", &json!({"image": "busybox", "cidr_allowlist": bad})).api_error(400);
+        assert!(e.contains("cidr_allowlist"), "{e}");
+    }
+    assert_eq!(links(ns).matches("bm-").count(), 3);
+
+    // Clean shutdown with no sandbox left: the bridge, the tables and ip_forward go back to how they were.
+    for id in b.ids() {
+        b.request("DELETE", &format!("/v1/sandboxes/{id}"), None);
+    }
+    b.terminate();
+    assert!(!links(ns).contains("beam0"), "{}", links(ns));
+    assert!(!run_in(Some(ns), &["nft", "list", "tables"]).contains("beam"));
+    assert_eq!(ip_forward(ns), forward_before);
 }
