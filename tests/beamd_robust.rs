@@ -139,11 +139,17 @@ fn beamd_kill9_and_restart() {
     let mut b = Beamd::start("kill9");
     let a = b.create(&json!({"image": "busybox"}));
     let bb = b.create(&json!({"image": "busybox", "entrypoint": ["sh", "-c", "sleep 2; exit 7"]}));
+    let d = b.create(&json!({"image": "busybox"}));
     let a_init = init_of(&a);
     let b_init = init_of(&bb);
+    let d_init = init_of(&d);
     let (a_id, b_id) = (a_init.0.clone(), b_init.0.clone());
 
     b.kill9();
+    // D loses its record and its runtime state while beamd is down (a wiped run dir, say): the next beamd
+    // still finds its processes (by its cgroup) and removes them with the rest.
+    std::fs::remove_file(b.root.join("sandboxes").join(&d_init.0).join("sandbox.json")).unwrap();
+    std::fs::remove_dir_all(b.run_dir.join("runtime").join(&d_init.0)).unwrap();
     b.await_until("B's init to exit while beamd is down", Duration::from_secs(15), || !same_process(b_init.1, b_init.2));
     assert!(same_process(a_init.1, a_init.2), "A's init died with beamd");
     b.spawn();
@@ -154,6 +160,10 @@ fn beamd_kill9_and_restart() {
     let o = b.sh(&a_id, "echo alive; echo $$");
     assert_eq!(o.code(), 0, "{o:?}\n{}", b.log());
     assert!(o.out().starts_with("alive\n"), "{o:?}");
+
+    b.await_until("D's init to be gone after the restart", Duration::from_secs(10), || !same_process(d_init.1, d_init.2));
+    assert!(cgroups_of(&d_init.0).is_empty(), "{:?}", cgroups_of(&d_init.0));
+    assert_eq!(b.get(&format!("/v1/sandboxes/{}", d_init.0)).status, 404);
 
     let lb = listed(&b, &b_id);
     assert_eq!(lb["state"], "exited", "B after restart: {lb}\n{}", b.log());
@@ -174,7 +184,7 @@ fn beamd_kill9_and_restart() {
     for id in [&a_id, &b_id, &c_init.0] {
         delete(&b, id);
     }
-    assert_no_leaks(&b, &[a_init, b_init, c_init]);
+    assert_no_leaks(&b, &[a_init, b_init, c_init, d_init]);
 }
 
 #[test]

@@ -444,6 +444,12 @@ impl Manager {
                     // A create that died before its first save: nothing but the dir (and maybe a bundle).
                     tracing::warn!("{err}: removing the half-made sandbox {name}");
                     let _ = verbs::delete::delete(&self.runtime, &name, true);
+                    // Without its runtime state too (a wiped run dir), its processes are still found by
+                    // their cgroup, which is named after the sandbox.
+                    if let Ok(cg) = crate::runtime::cgroups::Cgroup::new(None, &name) {
+                        let _ = cg.kill_all(Signal::SIGKILL);
+                        let _ = cg.destroy();
+                    }
                     let _ = bundle::remove_stale(&self.store, &dir.join(record::BUNDLE_DIR));
                     let _ = std::fs::remove_dir_all(&dir);
                     continue;
