@@ -189,12 +189,17 @@ impl Ipam {
 
     /// An address for sandbox `id`: its existing lease, or the next free one.
     pub fn allocate(&self, id: &str) -> Result<Ipv4Addr> {
+        self.allocate_new(id).map(|(ip, _)| ip)
+    }
+
+    /// [`Ipam::allocate`], and whether the lease is new (false: `id` already held it).
+    pub fn allocate_new(&self, id: &str) -> Result<(Ipv4Addr, bool)> {
         if id.is_empty() {
             return Err(NetError::Invalid("a sandbox id is needed for a network lease".into()));
         }
         let leases = self.leases()?;
         if let Some(l) = leases.iter().find(|l| l.id == id) {
-            return Ok(l.ip);
+            return Ok((l.ip, false));
         }
         let taken: HashSet<Ipv4Addr> = leases.into_iter().map(|l| l.ip).collect();
         let first = u32::from(self.subnet.network()) + 2;
@@ -209,7 +214,7 @@ impl Ipam {
             }
             if self.create_exclusive(ip, &body)? {
                 *cursor = (*cursor + step + 1) % count;
-                return Ok(ip);
+                return Ok((ip, true));
             }
         }
         Err(NetError::Exhausted { subnet: self.subnet, id: id.to_string() })

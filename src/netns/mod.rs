@@ -6,7 +6,7 @@
 //!
 //! Everything happens in a *host network namespace* given as an fd: in beamd, its own (the real host's,
 //! [`open_current_netns`]); in tests, a namespace the test made, so tests never touch the real host. Netlink
-//! work runs on short-lived threads that join the namespace; `nft` runs as a child that joins it. The only
+//! work runs on short-lived threads that join the namespace; `nft` is spawned from such a thread. The only
 //! things beam creates in the host namespace are `beam0`, the `bm-*` veth ends, `table inet beam` and
 //! `table bridge beam` (see [`firewall`] for the rules), and the sysctls `net.ipv4.conf.beam0.forwarding=1`,
 //! `net.ipv6.conf.beam0.disable_ipv6=1` and `net.ipv4.ip_forward=1` (NAT needs it: replies to sandboxes come
@@ -207,8 +207,8 @@ impl Network {
     /// `policy`. Idempotent per id (an earlier lease is reused, a leftover veth replaced). On failure nothing
     /// of it is left behind.
     pub fn attach(&self, id: &str, sandbox_netns: BorrowedFd<'_>, policy: &Policy) -> Result<SandboxNet> {
-        let ip = self.ipam.allocate(id)?;
-        match self.attach_with(id, ip, sandbox_netns, policy) {
+        let (ip, fresh) = self.ipam.allocate_new(id)?;
+        match self.attach_with(id, ip, fresh, sandbox_netns, policy) {
             Ok(net) => Ok(net),
             Err(e) => {
                 let _ = self.detach(id);
@@ -221,6 +221,7 @@ impl Network {
         &self,
         id: &str,
         ip: Ipv4Addr,
+        fresh: bool,
         sandbox_netns: BorrowedFd<'_>,
         policy: &Policy,
     ) -> Result<SandboxNet> {
@@ -229,7 +230,7 @@ impl Network {
         {
             // Bound and policed before the link exists: no packet passes unpoliced.
             let _g = self.lock();
-            firewall::add_sandbox(&self.nft(), &name, ip, policy)?;
+            firewall::add_sandbox(&self.nft(), &name, ip, policy, fresh)?;
         }
         let veth =
             nsexec::with_netlink(
