@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what is needed, build beam, start beamd (unless one is serving), `beam run` a sandbox of the
-# busybox image (built from the embedded recipe: no registry, no network), exec in it, stop it — then a
-# container through beam-oci, the runc-compatible runtime, on a plain OCI bundle.
+# busybox image (built from the embedded recipe: no registry, no network), exec in it, stop it; serve HTTP
+# from a sandbox and fetch it through beamd's gateway URL — then a container through beam-oci, the
+# runc-compatible runtime, on a plain OCI bundle. A beamd started here is stopped at the end (with no
+# sandbox left it removes its bridge and nftables tables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || { echo "run as root: sudo bash scripts/demo.sh" >&2; exit 1; }
@@ -34,6 +36,15 @@ echo "==> beam exec $id -- sh -c …"
 echo "==> beam stop $id"
 "$beam" stop "$id"
 "$beam" rm "$id" >/dev/null
+id=
+
+echo "==> beam run -d --ports 8080 … httpd   (a web server in a sandbox, reached through beamd's gateway)"
+id=$("$beam" run -d --image busybox --name "web-$$" --ports 8080 -- \
+  sh -c 'mkdir -p /tmp/www && echo "hello from $(hostname) through the gateway" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www')
+url=$("$beam" container inspect "$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["urls"]["8080"])')
+echo "==> curl $url"
+for _ in $(seq 100); do curl -fsS --max-time 2 "$url" && break; sleep 0.1; done
+"$beam" rm -f "$id" >/dev/null
 id=
 
 echo "==> $oci run  (an OCI bundle, as podman or containerd would hand it over)"

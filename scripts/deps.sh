@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages beam's build, demo and tests need (idempotent).
 set -euo pipefail
-need=(busybox-static procps pkg-config python3)
+need=(busybox-static procps pkg-config python3 nftables iproute2 curl)
 if [[ "${1:-}" == "--test" ]]; then
   # reference runtimes for the podman test and the benchmarks; qemu + kmod for the cgroup v2 VM
   need+=(runc crun podman uidmap hyperfine qemu-system-x86 kmod python3-pip)

@@ -567,7 +567,11 @@ impl Manager {
 
 /// The bridge, firewall table and leases (under `<root>/network`), ready for sandboxes.
 fn open_network(root: &Path, n: &NetworkConfig) -> Result<crate::netns::Network> {
-    let err = |e: crate::netns::NetError| SandboxError::Internal(format!("sandbox networking: {e}"));
+    let err = |e: crate::netns::NetError| {
+        SandboxError::Internal(format!(
+            "sandbox networking: {e}; or start beamd with --network none (every sandbox loopback only)"
+        ))
+    };
     let host = match &n.host_netns {
         None => crate::netns::open_current_netns().map_err(err)?,
         Some(p) => std::fs::File::open(p)
