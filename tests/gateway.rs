@@ -412,3 +412,78 @@ fn open_connections_keep_a_sandbox_warm() {
     assert_eq!(v["reason"], "idle", "{v}");
     assert!(closed.elapsed() >= Duration::from_millis(1500), "stopped too soon after the close: {:?}", closed.elapsed());
 }
+
+/// The jupyter recipe (images/jupyter.toml: Debian, python3, pip's `notebook`) behind the gateway: its REST
+/// API by host and by path, and a kernel's WebSocket channel (a real one, tornado's) running code. Builds the
+/// image in beamd's store first — debootstrap and apt from the host's Debian mirror, pip from PyPI, ≈1 min —
+/// so it needs the network, like tests/recipes.rs's python test.
+#[test]
+fn jupyter_notebook_through_the_gateway() {
+    if !common_beamd::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (b, gw) = start("jupyter");
+    let store = beam::image::store::Store::open(&b.root.join("images")).expect("open beamd's store");
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/jupyter.toml");
+    let started = Instant::now();
+    let opts = beam::image::recipe::BuildOptions { tag: None, quiet: true };
+    beam::image::recipe::build(&store, &recipe, &opts).expect("build images/jupyter.toml");
+    eprintln!("jupyter.toml built in {:?}", started.elapsed());
+
+    let token = "beam-test-token";
+    let s = b.create(&json!({
+        "image": "beam.local/jupyter:latest",
+        "ports": [8888],
+        "entrypoint": ["jupyter", "notebook", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--allow-root",
+                       format!("--IdentityProvider.token={token}")],
+    }));
+    let id = s["id"].as_str().unwrap().to_string();
+    let host = format!("{id}-8888.localhost:{gw}");
+
+    // The server's API root, by path (polled until the server listens) and by host.
+    let api = await_ok(&b, gw, &format!("/sandbox/{id}/8888/api"));
+    let version: Value = serde_json::from_slice(&api.body).unwrap_or_else(|e| panic!("{e}: {}", api.text()));
+    assert!(version["version"].is_string(), "{version}");
+    let r = get(gw, &format!("GET /api/status HTTP/1.1\nHost: {host}\nAuthorization: token {token}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(gw, &format!("GET /api/status HTTP/1.1\nHost: {host}"));
+    assert_eq!(r.status, 403, "jupyter's own token check still applies: {}", r.text());
+
+    // A kernel, and code run in it over its WebSocket channel.
+    let body = br#"{"name": "python3"}"#;
+    let r = Conn::open(gw)
+        .request(&format!("POST /api/kernels HTTP/1.1\nHost: {host}\nAuthorization: token {token}\nContent-Type: application/json"), body)
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let kernel: Value = serde_json::from_slice(&r.body).unwrap();
+    let kid = kernel["id"].as_str().unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", gw)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let url = format!("ws://{host}/api/kernels/{kid}/channels?token={token}");
+    let (mut ws, resp) = tungstenite::client::client(url.as_str(), tcp).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(resp.status(), 101);
+    let msg_id = format!("beam-{}", std::process::id());
+    let execute = json!({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "beam", "session": "beam-test",
+                   "version": "5.3", "date": "2026-01-01T00:00:00Z"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": "print(6 * 7)", "silent": false, "store_history": false, "user_expressions": {},
+                    "allow_stdin": false, "stop_on_error": true},
+    });
+    ws.send(tungstenite::Message::text(execute.to_string())).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let printed = loop {
+        assert!(Instant::now() < deadline, "no output from the kernel; messages: {seen:?}");
+        let m = ws.read().unwrap_or_else(|e| panic!("reading the kernel channel: {e}; messages: {seen:?}"));
+        let Ok(text) = m.to_text() else { continue };
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        seen.push(v["msg_type"].as_str().unwrap_or("?").to_string());
+        if v["parent_header"]["msg_id"] == msg_id.as_str() && v["msg_type"] == "stream" {
+            break v["content"]["text"].as_str().unwrap_or_default().to_string();
+        }
+    };
+    assert_eq!(printed, "42\n");
+    let _ = ws.close(None);
+}
