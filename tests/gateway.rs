@@ -487,3 +487,69 @@ fn jupyter_notebook_through_the_gateway() {
     assert_eq!(printed, "42\n");
     let _ = ws.close(None);
 }
+
+/// What a TCP server behind `host_port` says first, retried until the server inside listens.
+fn tcp_hello(b: &Beamd, host_port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", host_port)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing came through host port {host_port}\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Raw TCP forwards (`publish`): at create and on a running sandbox, taken ports and bad addresses refused
+/// with nothing made, re-bound after a beamd crash, gone with the sandbox.
+#[test]
+fn raw_tcp_forwards() {
+    if !common_beamd::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (mut b, _gw) = start("forward");
+    let (p1, p2) = (free_port(), free_port());
+    let serve = |port: u16, word: &str| format!("while true; do echo {word} | nc -l -p {port}; done");
+    let s = b.create(&json!({
+        "image": "busybox",
+        "publish": [{"port": 7000, "host_port": p1}],
+        "entrypoint": ["sh", "-c", serve(7000, "pong")],
+    }));
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["published"], json!([{"port": 7000, "host_port": p1, "host_ip": "127.0.0.1"}]), "{s}");
+    assert_eq!(tcp_hello(&b, p1), "pong\n");
+
+    // Refused before anything is made: a taken host port, a bad address, a zero port.
+    let before = b.ids().len();
+    let e = b.post("/v1/sandboxes", &json!({"image": "busybox", "publish": [{"port": 1, "host_port": p1}]})).api_error(409);
+    assert!(e.contains(&p1.to_string()), "{e}");
+    b.post("/v1/sandboxes", &json!({"image": "busybox", "publish": [{"port": 1, "host_port": p2, "host_ip": "nope"}]}))
+        .api_error(400);
+    b.post("/v1/sandboxes", &json!({"image": "busybox", "publish": [{"port": 0, "host_port": p2}]})).api_error(400);
+    assert_eq!(b.ids().len(), before, "a refused create left a sandbox");
+
+    // On a running sandbox.
+    let mut srv = b.exec_upgraded(&id, &json!({"cmd": ["sh", "-c", serve(7001, "second")]}));
+    let r = b.post(&format!("/v1/sandboxes/{id}/ports"), &json!({"port": 7001, "host_port": p2}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["published"].as_array().unwrap().len(), 2);
+    assert_eq!(tcp_hello(&b, p2), "second\n");
+    b.post(&format!("/v1/sandboxes/{id}/ports"), &json!({"port": 7002, "host_port": p2})).api_error(409);
+    b.post(&format!("/v1/sandboxes/{id}/ports"), &json!({"port": 7002, "host_port": 70000})).api_error(400);
+    srv.send(beam::api::frames::SIGNAL, br#"{"signal":"KILL"}"#);
+    srv.finish();
+
+    // A restarted beamd binds the forwards of the sandboxes it re-adopts.
+    b.kill9();
+    b.spawn();
+    assert_eq!(tcp_hello(&b, p1), "pong\n");
+
+    // They end with the sandbox.
+    b.post(&format!("/v1/sandboxes/{id}/stop"), &json!({}));
+    b.await_until("the forward to close", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", p1)).is_err());
+}

@@ -125,6 +125,9 @@ pub struct CreateSandbox {
     /// Ports the gateway exposes (`urls` in the answer); more with `POST …/ports`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
+    /// Sandbox ports forwarded as raw TCP from host ports (`published` in the answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
     /// Require a per-sandbox token at the gateway (`token` in the answer).
     #[serde(default, skip_serializing_if = "is_false")]
     pub authorized: bool,
@@ -217,6 +220,9 @@ pub struct Sandbox {
     /// off or the sandbox has exited.
     #[serde(default)]
     pub urls: BTreeMap<String, String>,
+    /// Raw TCP forwards from host ports (they end with the sandbox).
+    #[serde(default)]
+    pub published: Vec<Publish>,
     /// Whether the gateway requires `token`.
     #[serde(default)]
     pub authorized: bool,
@@ -280,6 +286,30 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 pub struct ExposePort {
     /// 1–65535 (a wider type, so that 0 or 70000 get a clear message instead of a JSON error).
     pub port: i64,
+    /// Also forward it as raw TCP from this host port (like `publish` at create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i64>,
+    /// The host address for `host_port` (default 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+}
+
+/// A sandbox port forwarded as raw TCP from a host address: beamd listens on `host_ip:host_port` and
+/// splices each connection to `port` inside the sandbox (any TCP protocol, not only HTTP).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// The port inside the sandbox.
+    pub port: u16,
+    /// The host port beamd listens on.
+    pub host_port: u16,
+    /// The host address beamd listens on: 127.0.0.1 by default, 0.0.0.0 for every address.
+    #[serde(default = "loopback")]
+    pub host_ip: String,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
 }
 
 /// `POST /v1/sandboxes/{ref}/stop`.

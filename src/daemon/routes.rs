@@ -157,7 +157,7 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
             Method::POST => {
                 let e = mgr.get_running(r)?;
                 let p: api::ExposePort = json_body(req).await?;
-                Ok(ok_json(&crate::gateway::expose_port(&mgr, &e, p.port)?))
+                Ok(ok_json(&crate::gateway::expose_port(&e, &mgr, &p)?))
             }
             _ => Err(not_allowed("POST")),
         },

@@ -14,6 +14,7 @@
 
 mod auth;
 pub mod dial;
+pub mod forward;
 mod page;
 mod proxy;
 pub mod target;
@@ -84,17 +85,34 @@ pub fn new_token() -> String {
     out
 }
 
-/// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox.
-pub fn expose_port(mgr: &Manager, e: &Arc<Entry>, port: i64) -> Result<Sandbox, SandboxError> {
-    let port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
-        SandboxError::BadRequest(format!("port {port} is not a TCP port; use 1-65535"))
+/// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox through the gateway and,
+/// with `host_port`, forward it as raw TCP from that host port too.
+pub fn expose_port(e: &Arc<Entry>, mgr: &Manager, req: &crate::api::ExposePort) -> Result<Sandbox, SandboxError> {
+    let port = u16::try_from(req.port).ok().filter(|p| *p > 0).ok_or_else(|| {
+        SandboxError::BadRequest(format!("port {} is not a TCP port; use 1-65535", req.port))
     })?;
+    let publish = match req.host_port {
+        None => None,
+        Some(h) => {
+            let host_port = u16::try_from(h).ok().filter(|p| *p > 0).ok_or_else(|| {
+                SandboxError::BadRequest(format!("host_port {h} is not a TCP port; use 1-65535"))
+            })?;
+            let p = crate::api::Publish { port, host_port, host_ip: req.host_ip.clone().unwrap_or_else(|| "127.0.0.1".into()) };
+            Some((forward::bind(&p)?, p))
+        }
+    };
     e.touch();
     mgr.update_record(e, |r| {
         if !r.sandbox.ports.contains(&port) {
             r.sandbox.ports.push(port);
         }
+        if let Some((_, p)) = &publish {
+            r.sandbox.published.push(p.clone());
+        }
     });
+    if let Some((l, p)) = publish {
+        forward::serve(e.clone(), l, p.port);
+    }
     Ok(e.view())
 }
 

@@ -59,6 +59,12 @@ impl Manager {
     /// Create and start a sandbox; returns once its init answers.
     pub async fn create(self: &Arc<Self>, req: CreateSandbox) -> Result<Sandbox> {
         let v = self.validate(&req)?;
+        // Host ports first: a taken one fails the create before anything is made.
+        let forwards = req
+            .publish
+            .iter()
+            .map(|p| crate::gateway::forward::bind(p).map(|l| (l, p.port)))
+            .collect::<Result<Vec<_>>>()?;
         let img = self.ensure_image(&req.image, &|_| {}).await?;
         let rec = self.pending_record(&req, &img, v);
         let e = self.reserve(rec, !req.insecure_no_userns)?;
@@ -99,6 +105,9 @@ impl Manager {
             r.pid_start = Some(c.state.pid_start);
         });
         self.watch(e.clone(), pid);
+        for (l, port) in forwards {
+            crate::gateway::forward::serve(e.clone(), l, port);
+        }
         if e.record().stop_reason.is_some() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             return Ok(e.view());
@@ -465,6 +474,12 @@ impl Manager {
                 let pid = rec.sandbox.pid.expect("alive implies a pid");
                 tracing::info!(sandbox = %name, pid, "re-adopted a running sandbox");
                 self.watch(e.clone(), pid);
+                for p in &rec.sandbox.published {
+                    match crate::gateway::forward::bind(p) {
+                        Ok(l) => crate::gateway::forward::serve(e.clone(), l, p.port),
+                        Err(err) => tracing::warn!(sandbox = %name, "forward from {}:{}: {err}", p.host_ip, p.host_port),
+                    }
+                }
                 if rec.sandbox.state == SandboxState::Stopping {
                     let (m, e) = (self.clone(), e.clone());
                     let reason = rec.stop_reason.unwrap_or(ExitReason::Stopped);

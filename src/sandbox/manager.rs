@@ -495,6 +495,7 @@ impl Manager {
                 pids,
                 ports: req.ports.clone(),
                 urls: BTreeMap::new(),
+                published: req.publish.clone(),
                 authorized: req.authorized,
                 token: req.authorized.then(crate::gateway::new_token),
                 keep_warm_seconds,

@@ -18,6 +18,10 @@ pub struct RunArgs {
     /// Ports the sandbox serves (repeatable or comma-separated).
     #[arg(long, alias = "port", short = 'p', value_delimiter = ',', value_name = "PORT")]
     ports: Vec<u16>,
+    /// Forward a sandbox port as raw TCP from a host port: [HOST_IP:]HOST_PORT:PORT (repeatable; the host
+    /// address defaults to 127.0.0.1).
+    #[arg(long, value_name = "[IP:]HOST_PORT:PORT")]
+    publish: Vec<String>,
     /// Require a token at the gateway for the ports' URLs (printed with them).
     #[arg(long)]
     authorized: bool,
@@ -175,6 +179,18 @@ fn parse_tags(list: &[String]) -> Result<BTreeMap<String, String>, Error> {
     Ok(m)
 }
 
+/// `--publish [IP:]HOST_PORT:PORT` (Docker's `-p` form; an IPv6 address in brackets).
+fn parse_publish(spec: &str) -> Result<beam::api::Publish, Error> {
+    let bad = || usage(format!("--publish {spec:?}: use [HOST_IP:]HOST_PORT:PORT with ports 1-65535, e.g. 15432:5432"));
+    let (rest, port) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let (ip, host_port) = match rest.rsplit_once(':') {
+        Some((ip, hp)) => (ip.trim_start_matches('[').trim_end_matches(']').to_string(), hp),
+        None => ("127.0.0.1".to_string(), rest),
+    };
+    let num = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    Ok(beam::api::Publish { port: num(port)?, host_port: num(host_port)?, host_ip: ip })
+}
+
 /// The create request for these flags (checked here as far as the client can).
 fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Result<CreateSandbox, Error> {
     let entrypoint = match &a.entrypoint {
@@ -220,6 +236,7 @@ fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Resul
         memory,
         pids: a.pids,
         ports: a.ports.clone(),
+        publish: a.publish.iter().map(|p| parse_publish(p)).collect::<Result<_, _>>()?,
         authorized: a.authorized,
         keep_warm_seconds: a.keep_warm_seconds,
         timeout_seconds: a.timeout,
@@ -330,6 +347,9 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32, Error> {
     for l in port_lines(&v, &sb.ports) {
         err_out(format!("{l}\n").as_bytes());
     }
+    for p in &sb.published {
+        err_out(format!("=> Port {} forwarded from {}:{} (TCP)\n", p.port, p.host_ip, p.host_port).as_bytes());
+    }
     if let Some(t) = &sb.token {
         err_out(format!("=> Token: {t} (send Authorization: Bearer <token>, or open a URL once with ?beam_token=<token>)\n").as_bytes());
     }
@@ -380,6 +400,17 @@ mod tests {
         assert!(split("trailing\\").is_err());
         assert_eq!(split("").unwrap(), Vec::<String>::new());
         assert_eq!(split("x'y'\"z\"").unwrap(), sv(&["xyz"]));
+    }
+
+    #[test]
+    fn publish_specs() {
+        let p = |s: &str| parse_publish(s).map(|p| (p.host_ip, p.host_port, p.port));
+        assert_eq!(p("15432:5432").unwrap(), ("127.0.0.1".into(), 15432, 5432));
+        assert_eq!(p("0.0.0.0:8022:22").unwrap(), ("0.0.0.0".into(), 8022, 22));
+        assert_eq!(p("[::1]:8022:22").unwrap(), ("::1".into(), 8022, 22));
+        for bad in ["5432", "0:5432", "15432:70000", "a:b", ""] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

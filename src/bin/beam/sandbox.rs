@@ -523,6 +523,7 @@ pub(crate) mod tests {
             pids: 1024,
             ports: vec![],
             urls: Default::default(),
+            published: vec![],
             authorized: false,
             token: None,
             keep_warm_seconds: 600,
