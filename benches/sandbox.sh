@@ -60,7 +60,9 @@ api() { curl -sS --max-time 60 --unix-socket "$BEAM_SOCKET" "$@"; }
 
 start_beamd() {
     # setsid: a Ctrl-C of this script must not reach beamd before the trap has deleted the sandboxes.
-    setsid "$BEAMD" --root "$T/root" --run-dir "$T/run" >>"$T/beamd.log" 2>&1 </dev/null &
+    # --network none: loopback-only sandboxes, like runc's (no bridge on this host; bridge attach is measured
+    # separately, see docs/performance.md).
+    setsid "$BEAMD" --root "$T/root" --run-dir "$T/run" --network none >>"$T/beamd.log" 2>&1 </dev/null &
     BEAMD_PID=$!
     for _ in $(seq 200); do
         api -o /dev/null http://beam/v1/version 2>/dev/null && return 0
