@@ -105,3 +105,34 @@ fn cli_without_beamd_says_how_to_start_it() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("beamd"), "{e}");
 }
+
+#[test]
+fn cli_ports_urls_and_forwards() {
+    require_root!();
+    let gw = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b = Beamd::start_with("cli-ports", &["--gateway", &format!("127.0.0.1:{gw}")]);
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (h1, h2) = (free(), free());
+    // run -d with a gateway port and a TCP forward: both announced on stderr
+    let o = run(&b, &["run", "-d", "--image", "busybox", "--name", "web", "--ports", "8080", "--publish", &format!("{h1}:7000")]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("-8080.localhost:{gw}/")), "{err}");
+    assert!(err.contains(&format!("Port 7000 forwarded from 127.0.0.1:{h1}")), "{err}");
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // port: list, then expose one more with a forward
+    let listed = ok(&b, &["port", "web"]);
+    assert_eq!(listed, format!("8080 -> http://{id}-8080.localhost:{gw}/\n7000/tcp -> 127.0.0.1:{h1}\n"));
+    let added = ok(&b, &["container", "port", "web", "9090", "--publish", &format!("127.0.0.1:{h2}")]);
+    assert!(added.contains(&format!("9090 -> http://{id}-9090.localhost:{gw}/")), "{added}");
+    assert!(added.contains(&format!("9090/tcp -> 127.0.0.1:{h2}")), "{added}");
+    // a taken host port and a malformed spec: one line each, non-zero
+    for (args, want) in [
+        (vec!["port", "web", "9091", "--publish", &*h2.to_string()], "in use"),
+        (vec!["run", "-d", "--image", "busybox", "--publish", "nope"], "--publish"),
+    ] {
+        let o = run(&b, &args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && err.contains(want) && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+}

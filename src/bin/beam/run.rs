@@ -180,7 +180,7 @@ fn parse_tags(list: &[String]) -> Result<BTreeMap<String, String>, Error> {
 }
 
 /// `--publish [IP:]HOST_PORT:PORT` (Docker's `-p` form; an IPv6 address in brackets).
-fn parse_publish(spec: &str) -> Result<beam::api::Publish, Error> {
+pub fn parse_publish(spec: &str) -> Result<beam::api::Publish, Error> {
     let bad = || usage(format!("--publish {spec:?}: use [HOST_IP:]HOST_PORT:PORT with ports 1-65535, e.g. 15432:5432"));
     let (rest, port) = spec.rsplit_once(':').ok_or_else(bad)?;
     let (ip, host_port) = match rest.rsplit_once(':') {

@@ -45,6 +45,8 @@ pub enum Cmd {
     Kill(KillArgs),
     /// Copy files between a sandbox and the host: beam cp SRC DST, one of them SANDBOX:PATH.
     Cp(cp::CpArgs),
+    /// List a sandbox's URLs and TCP forwards, or expose one more port (beam container port).
+    Port(PortArgs),
     /// Print the versions of beam and beamd.
     Version,
 }
@@ -71,6 +73,19 @@ pub enum ContainerCmd {
     Top(IdArg),
     /// Send a signal to a process in a sandbox.
     Kill(KillArgs),
+    /// List a sandbox's URLs and TCP forwards, or expose one more port of a running sandbox.
+    Port(PortArgs),
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    /// Sandbox id or name.
+    id: String,
+    /// A port to expose through the gateway (a URL); without it, list what is exposed.
+    port: Option<u16>,
+    /// Also forward PORT as raw TCP from a host port: [HOST_IP:]HOST_PORT (host address 127.0.0.1 unless given).
+    #[arg(long, value_name = "[IP:]HOST_PORT", requires = "port")]
+    publish: Option<String>,
 }
 
 #[derive(Args)]
@@ -182,6 +197,7 @@ async fn dispatch(c: &Client, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Top(a) => top(c, &a.id).await,
         Cmd::Kill(a) => kill(c, a).await,
         Cmd::Cp(a) => cp::cp(c, a).await,
+        Cmd::Port(a) => port(c, a).await,
         Cmd::Version => version(c).await,
     }
 }
@@ -197,6 +213,7 @@ async fn container(c: &Client, cmd: ContainerCmd) -> Result<i32, Error> {
         ContainerCmd::Logs(a) => logs(c, a).await,
         ContainerCmd::Top(a) => top(c, &a.id).await,
         ContainerCmd::Kill(a) => kill(c, a).await,
+        ContainerCmd::Port(a) => port(c, a).await,
     }
 }
 
@@ -377,6 +394,34 @@ async fn rm(c: &Client, a: RmArgs) -> Result<i32, Error> {
 async fn inspect(c: &Client, id: &str) -> Result<i32, Error> {
     let v: serde_json::Value = c.get(&sandbox_path(id, "")).await?;
     out(format!("{}\n", serde_json::to_string_pretty(&v).expect("json")).as_bytes())?;
+    Ok(0)
+}
+
+/// `beam port`: expose a port (and forward it) when one is given, then list the URLs and forwards.
+async fn port(c: &Client, a: PortArgs) -> Result<i32, Error> {
+    let sb: Sandbox = match a.port {
+        None => c.get(&sandbox_path(&a.id, "")).await?,
+        Some(0) => return Err(usage("port 0: give a port between 1 and 65535")),
+        Some(port) => {
+            let (host_port, host_ip) = match &a.publish {
+                None => (None, None),
+                Some(spec) => {
+                    let p = run::parse_publish(&format!("{spec}:{port}"))?;
+                    (Some(i64::from(p.host_port)), Some(p.host_ip))
+                }
+            };
+            let body = beam::api::ExposePort { port: i64::from(port), host_port, host_ip };
+            c.json(Method::POST, &sandbox_path(&a.id, "/ports"), Some(&body)).await?
+        }
+    };
+    let mut lines: Vec<String> = sb.ports.iter().map(|p| match sb.urls.get(&p.to_string()) {
+        Some(u) => format!("{p} -> {u}"),
+        None => format!("{p} -> (no gateway URL: beamd runs without --gateway, or the sandbox has exited)"),
+    }).collect();
+    lines.extend(sb.published.iter().map(|p| format!("{}/tcp -> {}:{}", p.port, p.host_ip, p.host_port)));
+    if !lines.is_empty() {
+        out(format!("{}\n", lines.join("\n")).as_bytes())?;
+    }
     Ok(0)
 }
 
