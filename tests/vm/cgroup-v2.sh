@@ -30,6 +30,12 @@ OCI=$(test_bins --test oci_runtime | tail -n1)
 # beamd end to end (sandboxes: user namespaces, idmapped layers, CLONE_INTO_CGROUP, v2 limits).
 BEAMD=$(test_bins --test beamd_api | tail -n1)
 [ -x "$BEAMD" ] || { echo "cgroup-v2.sh: no beamd_api test binary (build failed?)" >&2; exit 1; }
+# beamd's bridge networking (veth, bridge, nftables NAT and policy) on another kernel than the host's.
+NET=$(test_bins --test beamd_net | tail -n1)
+[ -x "$NET" ] || { echo "cgroup-v2.sh: no beamd_net test binary (build failed?)" >&2; exit 1; }
+# Modules run.sh copies for the guest (the guest can't autoload: its /lib/modules is the host's).
+NETMODS="nf_tables nft_chain_nat nft_masq nft_ct nft_meta_bridge bridge veth"
+export BEAM_VM_MODULES="loop ext4 $NETMODS"
 
 q() { printf '%q ' "$@"; }
 GUEST=(
@@ -42,6 +48,9 @@ GUEST=(
     "modprobe -d \"\$BEAM_VM_MODROOT\" loop && modprobe -d \"\$BEAM_VM_MODROOT\" ext4 && truncate -s 1G /tmp/beam-ext4.img && mkfs.ext4 -q -F /tmp/beam-ext4.img"
     "mkdir -p /tmp/beam-ext4 && mount -o loop /tmp/beam-ext4.img /tmp/beam-ext4"
     "TMPDIR=/tmp/beam-ext4 $(q "$BEAMD" --test-threads=2 "$@")"
+    "echo '== beamd bridge networking (6.1 kernel, pure v2)'"
+    "modprobe -d \"\$BEAM_VM_MODROOT\" -a $NETMODS"
+    "TMPDIR=/tmp/beam-ext4 $(q "$NET" --test-threads=2 "$@")"
 )
 SCRIPT=$(printf '%s && ' "${GUEST[@]}")
 exec tests/vm/run.sh bash -c "set -o pipefail; ${SCRIPT}true"
