@@ -308,8 +308,11 @@ pub struct Publish {
     pub host_ip: String,
 }
 
+/// Where `publish` listens unless told otherwise: the host's loopback only.
+pub const DEFAULT_HOST_IP: &str = "127.0.0.1";
+
 fn loopback() -> String {
-    "127.0.0.1".into()
+    DEFAULT_HOST_IP.into()
 }
 
 /// `POST /v1/sandboxes/{ref}/stop`.

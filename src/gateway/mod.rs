@@ -97,7 +97,7 @@ pub fn expose_port(e: &Arc<Entry>, mgr: &Manager, req: &crate::api::ExposePort) 
             let host_port = u16::try_from(h).ok().filter(|p| *p > 0).ok_or_else(|| {
                 SandboxError::BadRequest(format!("host_port {h} is not a TCP port; use 1-65535"))
             })?;
-            let p = crate::api::Publish { port, host_port, host_ip: req.host_ip.clone().unwrap_or_else(|| "127.0.0.1".into()) };
+            let p = crate::api::Publish { port, host_port, host_ip: req.host_ip.clone().unwrap_or_else(|| crate::api::DEFAULT_HOST_IP.into()) };
             Some((forward::bind(&p)?, p))
         }
     };

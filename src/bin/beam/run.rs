@@ -185,7 +185,7 @@ pub fn parse_publish(spec: &str) -> Result<beam::api::Publish, Error> {
     let (rest, port) = spec.rsplit_once(':').ok_or_else(bad)?;
     let (ip, host_port) = match rest.rsplit_once(':') {
         Some((ip, hp)) => (ip.trim_start_matches('[').trim_end_matches(']').to_string(), hp),
-        None => ("127.0.0.1".to_string(), rest),
+        None => (beam::api::DEFAULT_HOST_IP.to_string(), rest),
     };
     let num = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
     Ok(beam::api::Publish { port: num(port)?, host_port: num(host_port)?, host_ip: ip })
