@@ -205,6 +205,15 @@ fn exit_reasons() {
             assert_eq!(w["reason"], "oom-killed", "OOM: {w}\n{}", b.log());
             assert_eq!(w["exit_code"], 137, "OOM: {w}");
         });
+        // (a') an exec OOM-killed in a sandbox that keeps running
+        s.spawn(move || {
+            let c = b.create(&json!({"image": "busybox", "memory": "32Mi"}));
+            let id = c["id"].as_str().unwrap();
+            let o = b.exec(id, &json!({"cmd": ["tail", "/dev/zero"]}));
+            assert_eq!(o.exit["reason"], "oom-killed", "exec OOM: {o:?}\n{}", b.log());
+            assert_eq!(o.code(), 137, "{o:?}");
+            assert_eq!(listed(b, id)["state"], "running");
+        });
         // (b) timeout
         s.spawn(move || {
             let t0 = Instant::now();

@@ -172,7 +172,7 @@ pub async fn exec(mgr: Arc<Manager>, e: Arc<Entry>, mut req: Request<Incoming>) 
         (Some([in_r, out_w, err_w]), Some((out_r, err_r)), in_w)
     };
     let guard = e.active();
-    let oom_before = oom_count(&mgr, &e);
+    let oom_before = oom_count(&e);
     let handle = mgr.init_client(&e).exec(spec, stdio).await.map_err(|err| match err {
         InitClientError::Exec { message, .. } => HttpError::bad_request(message),
         InitClientError::Dead { .. } => HttpError::new(409, "conflict", format!("sandbox {} is no longer running", e.id)),
@@ -203,7 +203,7 @@ pub async fn exec(mgr: Arc<Manager>, e: Arc<Entry>, mut req: Request<Incoming>) 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let (sig_tx, sig_rx) = mpsc::channel::<i32>(4);
     let signals = on_upgrade.is_some().then_some(sig_rx);
-    let run = Run { mgr: mgr.clone(), e: e.clone(), handle, output, timeout, oom_before, signals, _guard: guard };
+    let run = Run { e: e.clone(), handle, output, timeout, oom_before, signals, _guard: guard };
     match on_upgrade {
         None => {
             tokio::spawn(run.pump(tx));
@@ -303,12 +303,12 @@ pub async fn exec(mgr: Arc<Manager>, e: Arc<Entry>, mut req: Request<Incoming>) 
     }
 }
 
-fn oom_count(mgr: &Manager, e: &Entry) -> u64 {
-    mgr.runtime.load(&e.id).ok().and_then(|st| st.cgroup.oom_kill_count().ok()).unwrap_or(0)
+/// The OOM kills in the sandbox's cgroup so far (one file read; the cgroup is named after the sandbox).
+fn oom_count(e: &Entry) -> u64 {
+    crate::sandbox::manager::sandbox_cgroup(&e.id).and_then(|cg| cg.oom_kill_count().ok()).unwrap_or(0)
 }
 
 struct Run {
-    mgr: Arc<Manager>,
     e: Arc<Entry>,
     handle: ExecHandle,
     output: Output,
@@ -322,7 +322,7 @@ struct Run {
 impl Run {
     /// Stream output until the process exits and its pipes drain; then the exit frame.
     async fn pump(self, tx: Tx) {
-        let Run { mgr, e, handle, output, timeout, oom_before, mut signals, _guard } = self;
+        let Run { e, handle, output, timeout, oom_before, mut signals, _guard } = self;
         let (mut out_src, mut err_src) = match output {
             Output::Pipes { out, err } => (OutSrc::Pipe(out), Some(err)),
             Output::Pty(m) => (OutSrc::Pty(m), None),
@@ -386,7 +386,7 @@ impl Run {
             Ok((code, signal)) => {
                 let reason = if timed_out {
                     "timeout"
-                } else if signal == libc::SIGKILL && oom_count(&mgr, &e) > oom_before {
+                } else if signal == libc::SIGKILL && oom_count(&e) > oom_before {
                     "oom-killed"
                 } else if signal != 0 {
                     "killed"

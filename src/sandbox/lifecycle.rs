@@ -455,7 +455,7 @@ impl Manager {
                     let _ = verbs::delete::delete(&self.runtime, &name, true);
                     // Without its runtime state too (a wiped run dir), its processes are still found by
                     // their cgroup, which is named after the sandbox.
-                    if let Ok(cg) = crate::runtime::cgroups::Cgroup::new(None, &name) {
+                    if let Some(cg) = super::manager::sandbox_cgroup(&name) {
                         let _ = cg.kill_all(Signal::SIGKILL);
                         let _ = cg.destroy();
                     }

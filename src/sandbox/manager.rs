@@ -586,6 +586,12 @@ fn open_network(root: &Path, n: &NetworkConfig) -> Result<crate::netns::Network>
     Ok(net)
 }
 
+/// A sandbox's cgroup: beamd leaves `linux.cgroupsPath` unset, so it is the runtime's default, `/beam/<id>`,
+/// derivable without reading the runtime state.
+pub(crate) fn sandbox_cgroup(id: &str) -> Option<crate::runtime::cgroups::Cgroup> {
+    crate::runtime::cgroups::Cgroup::new(None, id).ok()
+}
+
 /// Parse an egress policy's CIDRs.
 pub(crate) fn parse_policy(block: bool, allow: Option<&[String]>) -> Result<crate::netns::Policy> {
     let cidrs = allow
