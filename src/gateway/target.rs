@@ -56,6 +56,11 @@ fn host_name(host: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Whether `s` can be a sandbox id or name (ids are `sbx-` + [a-z0-9]; names are letters, digits, `_.-`).
+fn sandbox_like(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 /// Route a request. `Err` is a 400 message.
 pub fn parse(host: Option<&str>, path_and_query: &str, domain: &str) -> Result<Parsed, String> {
     let (path, query) = match path_and_query.split_once('?') {
@@ -63,6 +68,10 @@ pub fn parse(host: Option<&str>, path_and_query: &str, domain: &str) -> Result<P
         None => (path_and_query, None),
     };
     let path = if path.is_empty() { "/" } else { path };
+    if !path.starts_with('/') {
+        // `OPTIONS *` and the like: nothing a sandbox is asked through the gateway.
+        return Err(format!("request target {path:?} is not a path; ask for /… (the gateway proxies paths only)"));
+    }
     if let Some(h) = host {
         let name = host_name(h);
         if let Some(label) = name.strip_suffix(domain).and_then(|l| l.strip_suffix('.')) {
@@ -70,6 +79,9 @@ pub fn parse(host: Option<&str>, path_and_query: &str, domain: &str) -> Result<P
                 format!("host {name:?} names no port: use <sandbox>-<port>.{domain}, e.g. sbx-0a1b2c3d4e5f-8888.{domain}")
             })?;
             let port = port(p).map_err(|m| format!("host {name:?}: {m}"))?;
+            if !sandbox_like(sandbox) {
+                return Err(format!("host {name:?}: {sandbox:?} is not a sandbox id or name"));
+            }
             return Ok(Parsed::Target(Target {
                 sandbox: sandbox.to_string(),
                 port,
@@ -92,6 +104,9 @@ pub fn parse(host: Option<&str>, path_and_query: &str, domain: &str) -> Result<P
         return Err(format!("the path names no port: use /sandbox/{sandbox}/<port>/"));
     };
     let port = port(p).map_err(|m| format!("/sandbox/{sandbox}/{p}: {m}"))?;
+    if !sandbox_like(sandbox) {
+        return Err(format!("/sandbox/{sandbox}/{p}: {sandbox:?} is not a sandbox id or name"));
+    }
     let prefix = format!("/sandbox/{sandbox}/{p}");
     let Some(tail) = tail else {
         let q = query.map(|q| format!("?{q}")).unwrap_or_default();
@@ -147,6 +162,15 @@ mod tests {
         assert!(parse(None, "/sandbox//80/", "localhost").is_err());
         assert_eq!(parse(Some("[::1]:8790"), "/", "localhost").unwrap(), Parsed::Other);
         assert_eq!(parse(Some("localhost"), "/sandboxes", "localhost").unwrap(), Parsed::Other);
+    }
+
+    #[test]
+    fn odd_targets_are_400s() {
+        // found by fuzz/gateway_target: a sandbox "name" with spaces, a request target that is no path
+        assert!(parse(Some("d   -1.localhost"), "/", "localhost").is_err());
+        assert!(parse(Some("x-1.localhost"), "*", "localhost").is_err());
+        assert!(parse(None, "/sandbox/a%20b/80/", "localhost").is_err());
+        assert!(parse(None, "/sandbox/my_box.1/80/", "localhost").is_ok());
     }
 
     #[test]
