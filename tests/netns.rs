@@ -320,3 +320,30 @@ fn subnet_avoids_host_routes_and_can_be_configured() {
     );
     assert_eq!(fetch_ok(sb.as_fd(), at(INTERNET, 80)), HOST_UPLINK.to_string());
 }
+
+/// Sandbox links take the uplink's MTU (a host on a 1400-byte link must not hand sandboxes 1500, or large
+/// replies depend on path-MTU discovery), an explicit MTU wins, and handshakes out get their MSS clamped.
+#[test]
+fn links_take_the_uplink_mtu_and_mss_is_clamped() {
+    require_root!();
+    let w = World::new();
+    ip(w.h(), "link set up0 mtu 1400");
+    let net = w.network();
+    assert_eq!(net.mtu(), 1400);
+    let sb = new_netns();
+    net.attach("sbx-mmmmmmmmmmmm", sb.as_fd(), &Policy::allow_all()).expect("attach");
+    for (ns, dev) in [(sb.as_fd(), "eth0"), (w.h(), "bm-mmmmmmmmmmmm"), (w.h(), "beam0")] {
+        let l = ip(ns, &format!("-o link show dev {dev}"));
+        assert!(l.contains(" mtu 1400 "), "{dev}: {l}");
+    }
+    assert_eq!(fetch_ok(sb.as_fd(), at(FAR, 80)), HOST_UPLINK.to_string(), "still reaches the internet");
+    let rules = w.nft_host("list chain inet beam forward");
+    assert!(rules.contains("tcp option maxseg size set rt mtu"), "{rules}");
+
+    // Configured: wins over the uplink's.
+    let w2 = World::new();
+    let mut cfg = w2.cfg();
+    cfg.mtu = Some(1280);
+    let net2 = Network::new(dup(w2.h()), cfg).expect("Network::new");
+    assert_eq!(net2.mtu(), 1280);
+}

@@ -35,6 +35,10 @@ struct Args {
     /// The network namespace the bridge lives in (default: beamd's own); e.g. /proc/<pid>/ns/net.
     #[arg(long)]
     network_netns: Option<PathBuf>,
+    /// The MTU of the bridge and sandbox links (default: the host's uplink MTU, i.e. the smallest of the
+    /// links its default routes use; 1500 without one).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    network_mtu: Option<u32>,
     /// The domain of gateway URLs: http://<sandbox>-<port>.<domain>:<gateway port>/.
     #[arg(long, env = "BEAM_GATEWAY_DOMAIN", default_value = beam::gateway::DEFAULT_DOMAIN)]
     gateway_domain: String,
@@ -92,6 +96,7 @@ fn main() {
         network: (args.network == "bridge").then(|| beam::sandbox::manager::NetworkConfig {
             host_netns: args.network_netns.clone(),
             subnet: args.network_subnet,
+            mtu: args.network_mtu,
         }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -8,17 +8,41 @@ use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::{Handle, LinkBridge};
+use rtnetlink::packet_route::route::RouteAttribute;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 
 use super::error::{NetError, Result, errno, io, nl};
 use super::nsexec::{all_links, link_index, set_up};
 
 pub const BRIDGE: &str = "beam0";
 
-/// Make sure `beam0` exists with `gateway`/prefix of `subnet` and is up; its index, and whether this call
-/// turned the namespace's `net.ipv4.ip_forward` on. Runs in the host namespace (a
+/// The MTU sandboxes' links get when the host has no default route to take it from.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// The smallest MTU of the links the host's IPv4 default routes go out of (its uplinks), if it has any.
+/// Sandbox links get it, so that their packets fit the uplink: with a larger MTU, a peer's full-size
+/// replies to a NATed connection rely on path-MTU discovery, which networks that drop ICMP break (large
+/// replies then vanish while small ones pass).
+pub(crate) async fn uplink_mtu(h: &Handle) -> Result<Option<u32>> {
+    let req = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let routes: Vec<_> = h.route().get(req).execute().try_collect().await.map_err(nl("listing routes"))?;
+    let oifs: Vec<u32> = routes
+        .iter()
+        .filter(|m| m.header.destination_prefix_length == 0)
+        .filter_map(|m| m.attributes.iter().find_map(|a| if let RouteAttribute::Oif(i) = a { Some(*i) } else { None }))
+        .collect();
+    Ok(all_links(h)
+        .await?
+        .iter()
+        .filter(|l| oifs.contains(&l.header.index))
+        .filter_map(|l| l.attributes.iter().find_map(|a| if let LinkAttribute::Mtu(m) = a { Some(*m) } else { None }))
+        .min())
+}
+
+/// Make sure `beam0` exists with `gateway`/prefix of `subnet`, MTU `mtu`, and is up; its index, and whether
+/// this call turned the namespace's `net.ipv4.ip_forward` on. Runs in the host namespace (a
 /// [`super::nsexec::with_netlink`] worker), sysctls included.
-pub(crate) async fn ensure(h: &Handle, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<(u32, bool)> {
+pub(crate) async fn ensure(h: &Handle, subnet: Ipv4Net, gateway: Ipv4Addr, mtu: u32) -> Result<(u32, bool)> {
     let index = match link_index(h, BRIDGE).await? {
         Some(i) => i,
         None => {
@@ -55,6 +79,11 @@ pub(crate) async fn ensure(h: &Handle, subnet: Ipv4Net, gateway: Ipv4Addr) -> Re
             Err(e) => return Err(nl(format!("adding {want} to {BRIDGE}"))(e)),
         }
     }
+    h.link()
+        .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting the MTU of {BRIDGE} to {mtu}")))?;
     set_up(h, index, BRIDGE).await?;
     write_sysctl(&format!("/proc/sys/net/ipv4/conf/{BRIDGE}/forwarding"), "1", false)?;
     let forwarding_on = write_sysctl(IP_FORWARD, "1", false)?;

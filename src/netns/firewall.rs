@@ -175,6 +175,18 @@ pub fn ensure_batch(subnet: Ipv4Net) -> Vec<Value> {
     }
     let saddr = || payload("ip", "saddr");
     let sub = prefix(subnet);
+    // forward: a sandbox's TCP handshakes get an MSS that fits the route out (a link or tunnel beyond the
+    // uplink with a smaller MTU would otherwise need path-MTU discovery, which ICMP-dropping networks break).
+    c.push(rule(
+        i,
+        "forward",
+        vec![
+            iif_bridge(),
+            matches("==", json!({ "&": [payload("tcp", "flags"), ["syn", "rst"]] }), json!("syn")),
+            json!({ "mangle": { "key": { "tcp option": { "name": "maxseg", "field": "size" } },
+                "value": { "rt": { "key": "mtu" } } } }),
+        ],
+    ));
     // forward: no sandbox → sandbox; into sandboxes only replies (and, later, published ports = DNAT).
     c.push(rule(i, "forward", vec![iif_bridge(), oif_bridge(), verdict("drop")]));
     c.push(rule(i, "forward", vec![oif_bridge(), ct_state_ok(), verdict("accept")]));

@@ -68,6 +68,9 @@ pub struct NetConfig {
     pub nft: PathBuf,
     /// The host's resolver files, consulted in order for sandboxes' resolv.conf.
     pub resolv_sources: Vec<PathBuf>,
+    /// The MTU of the bridge and the sandboxes' links; None: the host's uplink MTU (the smallest of the
+    /// links its default routes use), else 1500.
+    pub mtu: Option<u32>,
 }
 
 impl NetConfig {
@@ -77,6 +80,7 @@ impl NetConfig {
             state_dir: state_dir.into(),
             nft: firewall::default_nft(),
             resolv_sources: HOST_SOURCES.iter().map(PathBuf::from).collect(),
+            mtu: None,
         }
     }
 }
@@ -140,6 +144,8 @@ pub struct Network {
     host: OwnedFd,
     cfg: NetConfig,
     ipam: Ipam,
+    /// Of the bridge and every veth.
+    mtu: u32,
     /// Serialises read-modify-write batches on the firewall sets.
     fw: Mutex<()>,
 }
@@ -150,17 +156,26 @@ impl Network {
     pub fn new(host_netns: OwnedFd, cfg: NetConfig) -> Result<Network> {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(error::io(format!("creating the network state directory {}", cfg.state_dir.display())))?;
-        let routes = nsexec::with_netlink(host_netns.as_fd(), |h| async move {
+        let (routes, uplink_mtu) = nsexec::with_netlink(host_netns.as_fd(), |h| async move {
             let br = nsexec::link_index(&h, BRIDGE).await?;
-            ipam::host_routes(&h, br).await
+            Ok((ipam::host_routes(&h, br).await?, bridge::uplink_mtu(&h).await?))
         })?;
         let subnet = ipam::resolve_subnet(cfg.subnet, &cfg.state_dir, &routes, Ipam::any_lease_in(&cfg.state_dir))?;
         let ipam = Ipam::open(subnet, &cfg.state_dir)?;
-        Ok(Network { host: host_netns, cfg, ipam, fw: Mutex::new(()) })
+        let mtu = cfg.mtu.or(uplink_mtu).unwrap_or(bridge::DEFAULT_MTU);
+        if !(576..=65535).contains(&mtu) {
+            return Err(NetError::Invalid(format!("MTU {mtu} is out of range; use 576-65535")));
+        }
+        Ok(Network { host: host_netns, cfg, ipam, mtu, fw: Mutex::new(()) })
     }
 
     pub fn subnet(&self) -> Ipv4Net {
         self.ipam.subnet()
+    }
+
+    /// The MTU of the bridge and the sandboxes' links.
+    pub fn mtu(&self) -> u32 {
+        self.mtu
     }
 
     pub fn gateway(&self) -> Ipv4Addr {
@@ -180,9 +195,9 @@ impl Network {
     }
 
     fn ensure_bridge(&self) -> Result<u32> {
-        let (subnet, gw) = (self.subnet(), self.gateway());
+        let (subnet, gw, mtu) = (self.subnet(), self.gateway(), self.mtu);
         let (index, forwarding_on) =
-            nsexec::with_netlink(self.host.as_fd(), move |h| async move { bridge::ensure(&h, subnet, gw).await })?;
+            nsexec::with_netlink(self.host.as_fd(), move |h| async move { bridge::ensure(&h, subnet, gw, mtu).await })?;
         if forwarding_on {
             let mark = self.forward_mark();
             std::fs::write(&mark, "beam turned net.ipv4.ip_forward on; teardown turns it off\n")
@@ -235,7 +250,7 @@ impl Network {
         let veth =
             nsexec::with_netlink(
                 self.host.as_fd(),
-                |h| async move { veth::create(&h, id, sandbox_netns, bridge).await },
+                |h| async move { veth::create(&h, id, sandbox_netns, bridge, self.mtu).await },
             )?;
         veth::configure_peer(sandbox_netns, ip, self.subnet().prefix_len(), self.gateway())?;
         let sources: Vec<&Path> = self.cfg.resolv_sources.iter().map(PathBuf::as_path).collect();

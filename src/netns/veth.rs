@@ -27,14 +27,16 @@ pub fn host_name(id: &str) -> String {
     }
 }
 
-/// Create the pair and plug the host end into the bridge. Runs in the host namespace.
-pub(crate) async fn create(h: &Handle, id: &str, sandbox_ns: BorrowedFd<'_>, bridge: u32) -> Result<String> {
+/// Create the pair (both ends with MTU `mtu`) and plug the host end into the bridge. Runs in the host
+/// namespace.
+pub(crate) async fn create(h: &Handle, id: &str, sandbox_ns: BorrowedFd<'_>, bridge: u32, mtu: u32) -> Result<String> {
     let name = host_name(id);
     // A leftover of an earlier attempt (its peer goes with it).
     delete_link(h, &name).await?;
-    let peer = LinkUnspec::new_with_name(PEER).setns_by_fd(sandbox_ns.as_raw_fd()).build();
+    let peer = LinkUnspec::new_with_name(PEER).setns_by_fd(sandbox_ns.as_raw_fd()).mtu(mtu).build();
     let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(name.clone())
+        .mtu(mtu)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .controller(bridge)
         .build();

@@ -86,6 +86,8 @@ pub struct NetworkConfig {
     /// The network namespace the bridge lives in (default: beamd's own, the host's). Tests pass one they made.
     pub host_netns: Option<PathBuf>,
     pub subnet: Option<ipnet::Ipv4Net>,
+    /// The MTU of sandbox links (default: the host's uplink MTU).
+    pub mtu: Option<u32>,
 }
 
 /// One sandbox in memory.
@@ -581,6 +583,7 @@ fn open_network(root: &Path, n: &NetworkConfig) -> Result<crate::netns::Network>
     };
     let mut cfg = crate::netns::NetConfig::new(root.join("network"));
     cfg.subnet = n.subnet;
+    cfg.mtu = n.mtu;
     let net = crate::netns::Network::new(host, cfg).map_err(err)?;
     net.ensure().map_err(err)?;
     Ok(net)
