@@ -17,11 +17,11 @@
 //! `nft` is spawned from a short-lived thread inside the host network namespace, so it starts there.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
@@ -49,23 +49,35 @@ impl Nft<'_> {
     /// Run `nft -j <args>` with `stdin` in the namespace; its stdout.
     fn exec(&self, args: &[&str], stdin: Option<&Value>, what: &str) -> Result<String> {
         let fail = |detail: String| NetError::Nft { what: what.to_string(), detail };
+        // nft's stdin, stdout and stderr are memory files, not pipes: a sandbox being created at the same
+        // moment is a clone of beamd and holds copies of beamd's fds until its process starts; a copy of a
+        // pipe end would keep nft from seeing EOF on stdin, or us on its stdout — and that sandbox's start
+        // can wait for this very nft run (its firewall elements). Files need no EOF: we wait for nft to exit.
+        let file = |name: &str| memfd(name).map_err(|e| fail(format!("memfd for nft's {name}: {e}")));
+        let (mut input, mut output, mut errors) = (file("stdin")?, file("stdout")?, file("stderr")?);
+        if let Some(v) = stdin {
+            input.write_all(v.to_string().as_bytes()).map_err(|e| fail(format!("writing nft's input: {e}")))?;
+            input.seek(SeekFrom::Start(0)).map_err(|e| fail(format!("writing nft's input: {e}")))?;
+        }
+        let dup = |f: &std::fs::File| f.try_clone().map_err(|e| fail(format!("dup for nft: {e}")));
         let mut cmd = Command::new(self.bin);
-        cmd.arg("-j").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("-j").args(args).stdin(dup(&input)?).stdout(dup(&output)?).stderr(dup(&errors)?);
         // Spawned from a thread inside the namespace: the child starts there. No pre_exec hook, so std
         // spawns with posix_spawn (vfork) instead of forking all of beamd's address space: ≈1 ms less a run.
         let mut child = nsexec::in_netns(self.ns, || {
             cmd.spawn().map_err(|e| fail(format!("running {}: {e}", self.bin.display())))
         })?;
-        let mut input = child.stdin.take().expect("piped");
-        if let Some(v) = stdin {
-            input.write_all(v.to_string().as_bytes()).map_err(|e| fail(format!("writing to nft: {e}")))?;
+        drop(cmd);
+        let status = child.wait().map_err(|e| fail(format!("waiting for nft: {e}")))?;
+        let read = |f: &mut std::fs::File| -> Result<String> {
+            let mut s = String::new();
+            f.seek(SeekFrom::Start(0)).and_then(|_| f.read_to_string(&mut s)).map_err(|e| fail(format!("reading nft's output: {e}")))?;
+            Ok(s)
+        };
+        if !status.success() {
+            return Err(fail(format!("{status}: {}", read(&mut errors)?.trim())));
         }
-        drop(input);
-        let out = child.wait_with_output().map_err(|e| fail(format!("waiting for nft: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        read(&mut output)
     }
 
     /// Apply a batch of commands atomically.
@@ -101,6 +113,18 @@ impl Nft<'_> {
             })
             .collect())
     }
+}
+
+/// An anonymous in-memory file (close-on-exec in beamd; the child's dup'd stdio copy is not).
+fn memfd(name: &str) -> std::io::Result<std::fs::File> {
+    let name = std::ffi::CString::new(format!("beam-nft-{name}")).expect("no NUL");
+    // SAFETY: memfd_create with a NUL-terminated name we own; the returned fd is owned by the File.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and nobody else owns it.
+    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 fn objects<'a>(out: &'a str, kind: &'a str) -> impl Iterator<Item = Value> + 'a {
