@@ -182,6 +182,15 @@ fn egress_policy_and_isolation() {
         assert!(e.contains("cidr_allowlist"), "{e}");
     }
     assert_eq!(links(ns).matches("bm-").count(), 3);
+    // A create that fails after its network's host side was set up (beside the sandbox's creation) leaves
+    // no lease, veth or firewall element.
+    let leases = || std::fs::read_dir(b.root.join("network/leases")).map(|d| d.count()).unwrap_or(0);
+    let bound = || run_in(Some(ns), &["nft", "list", "set", "bridge", "beam", "bound"]).matches("bm-").count();
+    let (l0, b0) = (leases(), bound());
+    assert_eq!((l0, b0), (3, 3));
+    let e = b.post("/v1/sandboxes", &json!({"image": "busybox", "block_network": true, "user": "nosuchuser"})).api_error(400);
+    assert!(e.contains("nosuchuser"), "{e}");
+    assert_eq!((leases(), bound(), links(ns).matches("bm-").count()), (l0, b0, 3), "a failed create left network state");
 
     // Clean shutdown with no sandbox left: the bridge, the tables and ip_forward go back to how they were.
     for id in b.ids() {
@@ -191,4 +200,38 @@ fn egress_policy_and_isolation() {
     assert!(!links(ns).contains("beam0"), "{}", links(ns));
     assert!(!run_in(Some(ns), &["nft", "list", "tables"]).contains("beam"));
     assert_eq!(ip_forward(ns), forward_before);
+}
+
+/// Many bridge creates at once. Each one's firewall setup (an `nft` run) overlaps other sandboxes being
+/// created, which are clones of beamd holding copies of its fds until they start: nft's I/O through pipes
+/// deadlocked here (a copy of a pipe end kept EOF away while that sandbox waited for the firewall).
+#[test]
+fn parallel_bridge_creates() {
+    require_root!();
+    if !has_tools() {
+        return;
+    }
+    let net = Internet::new();
+    let nspath = ns_path(net.h());
+    let b = Beamd::start_with("netpar", &["--network", "bridge", "--network-netns", &nspath, "--gateway", "none"]);
+    b.create(&json!({"image": "busybox"})); // the image, built once
+    let ips: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16)
+            .map(|i| {
+                let b = &b;
+                s.spawn(move || {
+                    let body = if i % 2 == 0 { json!({"image": "busybox", "block_network": true}) } else { json!({"image": "busybox"}) };
+                    b.create(&body)["network"]["ip"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("create thread")).collect()
+    });
+    let unique: std::collections::HashSet<_> = ips.iter().collect();
+    assert_eq!(unique.len(), 16, "{ips:?}");
+    for id in b.ids() {
+        b.request("DELETE", &format!("/v1/sandboxes/{id}"), None);
+    }
+    assert_eq!(std::fs::read_dir(b.root.join("network/leases")).unwrap().count(), 0);
+    assert_eq!(links(net.h()).matches("bm-").count(), 0);
 }

@@ -19,7 +19,8 @@
 //! ## Lifecycle, and what survives a `kill -9` of beamd
 //! - start: [`Network::new`] (picks the subnet), [`Network::ensure`] (bridge, sysctls, tables; idempotent,
 //!   set elements kept), then [`Network::reconcile`] with the sandboxes still alive.
-//! - sandbox start: [`Network::attach`] before its entrypoint runs; write [`SandboxNet::resolv_conf`] and
+//! - sandbox start: [`Network::attach`] before its entrypoint runs (or [`Network::reserve`] while it is being
+//!   made and [`Network::connect`] once its namespace exists); write [`SandboxNet::resolv_conf`] and
 //!   [`SandboxNet::hosts`] into its root. Policy changes: [`Network::update_policy`]. Stop:
 //!   [`Network::detach`] (veth, firewall elements and lease released). A sandbox whose network namespace
 //!   dies loses its veth with it; its lease and firewall elements stay until `detach` or `reconcile`.
@@ -122,6 +123,14 @@ pub struct SandboxNet {
     pub hosts: String,
 }
 
+/// What [`Network::reserve`] set up for a sandbox, for [`Network::connect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub ip: Ipv4Addr,
+    /// The bridge's link index.
+    bridge: u32,
+}
+
 /// What [`Network::reconcile`] removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -219,12 +228,24 @@ impl Network {
     }
 
     /// Connect the sandbox `id`, whose network namespace is `sandbox_netns` (see [`open_netns_of_pid`]), with
-    /// `policy`. Idempotent per id (an earlier lease is reused, a leftover veth replaced). On failure nothing
-    /// of it is left behind.
+    /// `policy`: [`Network::reserve`] then [`Network::connect`]. Idempotent per id (an earlier lease is
+    /// reused, a leftover veth replaced). On failure nothing of it is left behind.
     pub fn attach(&self, id: &str, sandbox_netns: BorrowedFd<'_>, policy: &Policy) -> Result<SandboxNet> {
+        let r = self.reserve(id, policy)?;
+        self.connect(id, &r, sandbox_netns)
+    }
+
+    /// The host side of connecting sandbox `id`, which needs no namespace yet (so it can run while the
+    /// sandbox is being made): its lease, the bridge, and its firewall elements — bound and policed before
+    /// its link exists, so no packet passes unpoliced. On failure nothing of it is left behind.
+    pub fn reserve(&self, id: &str, policy: &Policy) -> Result<Reserved> {
         let (ip, fresh) = self.ipam.allocate_new(id)?;
-        match self.attach_with(id, ip, fresh, sandbox_netns, policy) {
-            Ok(net) => Ok(net),
+        let done = self.ensure_bridge().and_then(|bridge| {
+            let _g = self.lock();
+            firewall::add_sandbox(&self.nft(), &host_name(id), ip, policy, fresh).map(|()| bridge)
+        });
+        match done {
+            Ok(bridge) => Ok(Reserved { ip, bridge }),
             Err(e) => {
                 let _ = self.detach(id);
                 Err(e)
@@ -232,35 +253,30 @@ impl Network {
         }
     }
 
-    fn attach_with(
-        &self,
-        id: &str,
-        ip: Ipv4Addr,
-        fresh: bool,
-        sandbox_netns: BorrowedFd<'_>,
-        policy: &Policy,
-    ) -> Result<SandboxNet> {
-        let bridge = self.ensure_bridge()?;
-        let name = host_name(id);
-        {
-            // Bound and policed before the link exists: no packet passes unpoliced.
-            let _g = self.lock();
-            firewall::add_sandbox(&self.nft(), &name, ip, policy, fresh)?;
-        }
-        let veth =
-            nsexec::with_netlink(
-                self.host.as_fd(),
-                |h| async move { veth::create(&h, id, sandbox_netns, bridge, self.mtu).await },
-            )?;
-        veth::configure_peer(sandbox_netns, ip, self.subnet().prefix_len(), self.gateway())?;
+    /// The sandbox side: its veth on the bridge, `eth0` with the reserved address and the default route in
+    /// `sandbox_netns`. On failure everything of `id` is released (the reservation too).
+    pub fn connect(&self, id: &str, r: &Reserved, sandbox_netns: BorrowedFd<'_>) -> Result<SandboxNet> {
+        let connected = nsexec::with_netlink(self.host.as_fd(), |h| async move {
+            veth::create(&h, id, sandbox_netns, r.bridge, self.mtu).await
+        })
+        .and_then(|veth| {
+            veth::configure_peer(sandbox_netns, r.ip, self.subnet().prefix_len(), self.gateway()).map(|()| veth)
+        });
+        let veth = match connected {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.detach(id);
+                return Err(e);
+            }
+        };
         let sources: Vec<&Path> = self.cfg.resolv_sources.iter().map(PathBuf::as_path).collect();
         Ok(SandboxNet {
-            ip,
+            ip: r.ip,
             prefix_len: self.subnet().prefix_len(),
             gateway: self.gateway(),
             veth,
             resolv_conf: resolv_conf_from(&sources),
-            hosts: hosts_file(ip, id),
+            hosts: hosts_file(r.ip, id),
         })
     }
 

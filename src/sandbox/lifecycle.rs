@@ -21,6 +21,10 @@ use tokio::io::unix::AsyncFd;
 type Result<T> = std::result::Result<T, SandboxError>;
 
 /// What the blocking part of create learned.
+/// The host side of a bridge network, made by a task running beside the sandbox's creation
+/// ([`crate::netns::Network::reserve`]); unused for loopback-only sandboxes.
+type NetReservation = std::sync::mpsc::Receiver<crate::netns::Result<crate::netns::Reserved>>;
+
 struct Created {
     state: ContainerState,
     env: Vec<String>,
@@ -67,15 +71,45 @@ impl Manager {
             .collect::<Result<Vec<_>>>()?;
         let img = self.ensure_image(&req.image, &|_| {}).await?;
         let rec = self.pending_record(&req, &img, v);
+        let policy = super::manager::parse_policy(req.block_network, req.cidr_allowlist.as_deref())?;
         let e = self.reserve(rec, !req.insecure_no_userns)?;
+        // A bridge network's host side (lease, firewall: an `nft` run) is made while the sandbox is.
+        let (net_tx, net_rx) = std::sync::mpsc::sync_channel(1);
+        let reserving = match (&self.net, self.network_mode(&req)) {
+            (Some(net), crate::api::NetworkMode::Bridge) => {
+                let (net, id) = (net.clone(), e.id.clone());
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                // A thread of its own, not the blocking pool: create_blocking waits for it there, and a full
+                // pool must not be able to starve it.
+                // If it can't start, its channels close: the create fails with "never set up".
+                let started = std::thread::Builder::new().name("beam-net-reserve".into()).spawn(move || {
+                    let _ = net_tx.send(net.reserve(&id, &policy));
+                    let _ = done_tx.send(());
+                });
+                if let Err(err) = started {
+                    tracing::warn!(sandbox = %e.id, "starting the network setup thread: {err}");
+                }
+                Some(done_rx)
+            }
+            _ => None,
+        };
         let mgr = self.clone();
         let (e2, req2) = (e.clone(), req.clone());
-        let created = tokio::task::spawn_blocking(move || mgr.create_blocking(&e2, &req2, &img))
+        let created = tokio::task::spawn_blocking(move || mgr.create_blocking(&e2, &req2, &img, net_rx))
             .await
-            .map_err(|err| SandboxError::Internal(format!("create task: {err}")))?;
-        let c = match created {
+            .map_err(|err| SandboxError::Internal(format!("create task: {err}")));
+        let bridged = reserving.is_some();
+        if let Some(r) = reserving {
+            let _ = r.await;
+        }
+        let c = match created.and_then(|c| c) {
             Ok(c) => c,
             Err(err) => {
+                // The reservation is finished by now (awaited above): release it, whatever failed.
+                if let (Some(net), true) = (&self.net, bridged) {
+                    let (net, id) = (net.clone(), e.id.clone());
+                    let _ = tokio::task::spawn_blocking(move || net.detach(&id)).await;
+                }
                 e.gone();
                 self.remove_entry(&e.id);
                 let _ = std::fs::remove_dir_all(self.sandbox_dir(&e.id));
@@ -127,7 +161,7 @@ impl Manager {
         Ok(e.view())
     }
 
-    fn create_blocking(&self, e: &Entry, req: &CreateSandbox, img: &ImageRecord) -> Result<Created> {
+    fn create_blocking(&self, e: &Entry, req: &CreateSandbox, img: &ImageRecord, reserved: NetReservation) -> Result<Created> {
         let rec = e.record();
         let id = &rec.sandbox.id;
         let dir = self.sandbox_dir(id);
@@ -214,7 +248,7 @@ impl Manager {
         };
         let (mut st, chan) = verbs::create::create_loaded(&self.runtime, &loaded, opts).map_err(runtime_error)?;
         // Before the entrypoint runs: its network (a veth on beamd's bridge, or loopback only).
-        let network = match self.setup_network(&rec, &st, &b.rootfs.merged) {
+        let network = match self.setup_network(&rec, &st, &b.rootfs.merged, reserved) {
             Ok(n) => n,
             Err(err) => {
                 drop(chan);
@@ -251,7 +285,13 @@ impl Manager {
 
     /// Bridge mode: a veth with a leased address, the egress policy, /etc/resolv.conf and /etc/hosts in
     /// the rootfs. None mode: loopback up.
-    fn setup_network(&self, rec: &Record, st: &ContainerState, rootfs: &Path) -> Result<Option<crate::netns::SandboxNet>> {
+    fn setup_network(
+        &self,
+        rec: &Record,
+        st: &ContainerState,
+        rootfs: &Path,
+        reserved: NetReservation,
+    ) -> Result<Option<crate::netns::SandboxNet>> {
         let id = &rec.sandbox.id;
         let net_err = |e: crate::netns::NetError| SandboxError::Internal(format!("sandbox networking: {e}"));
         let (Some(net), crate::api::NetworkMode::Bridge) = (&self.net, rec.sandbox.network.mode) else {
@@ -259,9 +299,12 @@ impl Manager {
             crate::netns::loopback_up(std::os::fd::AsFd::as_fd(&ns)).map_err(net_err)?;
             return Ok(None);
         };
-        let policy = super::manager::parse_policy(rec.sandbox.network.block_network, rec.sandbox.network.cidr_allowlist.as_deref())?;
+        let r = reserved
+            .recv()
+            .map_err(|_| SandboxError::Internal("sandbox networking: the host side was never set up".into()))?
+            .map_err(net_err)?;
         let ns = crate::netns::open_netns_of_pid(st.pid).map_err(net_err)?;
-        let sn = net.attach(id, std::os::fd::AsFd::as_fd(&ns), &policy).map_err(net_err)?;
+        let sn = net.connect(id, &r, std::os::fd::AsFd::as_fd(&ns)).map_err(net_err)?;
         let fs = super::files::SandboxFs::open_root(rootfs, rec.sandbox.security.uid_base).map_err(|e| {
             let _ = net.detach(id);
             SandboxError::Internal(format!("opening the sandbox's root filesystem: {e}"))
