@@ -187,13 +187,8 @@ impl Ipam {
         Ok(self.leases()?.into_iter().find(|l| l.id == id).map(|l| l.ip))
     }
 
-    /// An address for sandbox `id`: its existing lease, or the next free one.
-    pub fn allocate(&self, id: &str) -> Result<Ipv4Addr> {
-        self.allocate_new(id).map(|(ip, _)| ip)
-    }
-
-    /// [`Ipam::allocate`], and whether the lease is new (false: `id` already held it).
-    pub fn allocate_new(&self, id: &str) -> Result<(Ipv4Addr, bool)> {
+    /// An address for sandbox `id`: its existing lease (`false`), or the next free one (`true`: new).
+    pub fn allocate(&self, id: &str) -> Result<(Ipv4Addr, bool)> {
         if id.is_empty() {
             return Err(NetError::Invalid("a sandbox id is needed for a network lease".into()));
         }
@@ -294,14 +289,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ipam = Ipam::open(net("10.88.0.0/30"), dir.path()).unwrap();
         assert_eq!(ipam.gateway(), Ipv4Addr::new(10, 88, 0, 1));
-        let a = ipam.allocate("a").unwrap();
+        let (a, fresh) = ipam.allocate("a").unwrap();
+        assert!(fresh);
         assert_eq!(a, Ipv4Addr::new(10, 88, 0, 2));
-        assert_eq!(ipam.allocate("a").unwrap(), a, "same id, same lease");
+        assert_eq!(ipam.allocate("a").unwrap(), (a, false), "same id, same lease");
         assert!(matches!(ipam.allocate("b"), Err(NetError::Exhausted { .. })));
         let again = Ipam::open(net("10.88.0.0/30"), dir.path()).unwrap();
         assert_eq!(again.lookup("a").unwrap(), Some(a));
         assert_eq!(again.reconcile(&["x"]).unwrap(), vec![Lease { ip: a, id: "a".into() }]);
-        assert_eq!(again.allocate("b").unwrap(), a);
+        assert_eq!(again.allocate("b").unwrap(), (a, true));
         assert_eq!(again.release("b").unwrap(), Some(a));
         assert!(again.leases().unwrap().is_empty());
     }

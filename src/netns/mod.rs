@@ -239,7 +239,7 @@ impl Network {
     /// sandbox is being made): its lease, the bridge, and its firewall elements — bound and policed before
     /// its link exists, so no packet passes unpoliced. On failure nothing of it is left behind.
     pub fn reserve(&self, id: &str, policy: &Policy) -> Result<Reserved> {
-        let (ip, fresh) = self.ipam.allocate_new(id)?;
+        let (ip, fresh) = self.ipam.allocate(id)?;
         let done = self.ensure_bridge().and_then(|bridge| {
             let _g = self.lock();
             firewall::add_sandbox(&self.nft(), &host_name(id), ip, policy, fresh).map(|()| bridge)
