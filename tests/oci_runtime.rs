@@ -548,3 +548,92 @@ fn force_delete_removes_a_half_created_container() {
     assert!(!cx.root.join(&id).exists());
     assert!(cgroup_dirs(&format!("/beam/{id}")).is_empty(), "cgroup left: {:?}", cgroup_dirs(&format!("/beam/{id}")));
 }
+
+/// A config without a mount namespace shares the caller's (the spec: an absent type is inherited). The
+/// container must still get its rootfs as `/` (chroot, not pivot_root: that would replace `/` for every
+/// process in the namespace), its mounts land under the rootfs only, `/` keeps its propagation, and
+/// delete takes every one of them away. Run in a throwaway mount namespace, whose table must be the
+/// same after delete as before, and the host's must not change at all.
+#[test]
+fn no_mount_namespace_leaves_the_callers_mount_table_as_it_was() {
+    require_root!();
+    let cx = Ctx::new("nomntns");
+    let mut b = cx.bundle("b", &["sh", "-c", "readlink /proc/self/ns/mnt > /ns; ls / > /ls"]);
+    let nss = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    nss.retain(|n| n["type"] != "mount");
+    b.save();
+    let id = cx.id("c");
+    let t = cx.tmp.path();
+    let script = format!(
+        r#"set -e
+cat /proc/self/mountinfo > {t}/before
+readlink /proc/self/ns/mnt > {t}/ns
+{oci} --root {root} create --bundle {b} {id}
+{oci} --root {root} start {id}
+i=0; until {oci} --root {root} state {id} | grep -q '"stopped"'; do i=$((i+1)); [ $i -lt 1000 ] || exit 9; sleep 0.01; done
+cat /proc/self/mountinfo > {t}/during
+{oci} --root {root} delete {id}
+cat /proc/self/mountinfo > {t}/after
+"#,
+        t = t.display(),
+        oci = beam_oci(),
+        root = cx.root.display(),
+        b = b.path(),
+    );
+    let host_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let out = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    let host_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(host_before, host_after, "the host's mount table changed");
+    let read = |f: &str| std::fs::read_to_string(t.join(f)).unwrap();
+    // The container ran in the caller's mount namespace, with its rootfs as `/`.
+    assert_eq!(std::fs::read_to_string(b.rootfs().join("ns")).unwrap(), read("ns"));
+    let ls = std::fs::read_to_string(b.rootfs().join("ls")).unwrap();
+    assert!(ls.lines().any(|l| l == "bin") && ls.lines().any(|l| l == "ns"), "{ls}");
+    // While it existed its mounts were there, under its rootfs only, and `/` was untouched.
+    let rootfs = b.rootfs().canonicalize().unwrap();
+    let (before, during) = (read("before"), read("during"));
+    let new: Vec<&str> = during.lines().filter(|l| !before.lines().any(|b| b == *l)).collect();
+    assert!(new.iter().any(|l| l.split(' ').nth(4) == Some(&format!("{}/proc", rootfs.display()))), "{new:?}");
+    for l in &new {
+        let point = l.split(' ').nth(4).unwrap();
+        assert!(point.starts_with(rootfs.to_str().unwrap()), "mount outside the rootfs: {l}");
+    }
+    let root_line = |t: &str| t.lines().find(|l| l.split(' ').nth(4) == Some("/")).map(str::to_string);
+    assert_eq!(root_line(&before), root_line(&during), "`/` changed");
+    // After delete the namespace's table is what it was.
+    assert_eq!(before, read("after"), "mounts left in the caller's namespace after delete");
+    assert!(!cx.root.join(&id).exists());
+}
+
+/// What would change the caller's own namespace when a type is missing is refused before anything
+/// is made: a hostname without a uts namespace, a net sysctl without a network namespace, a sysctl
+/// that no namespace covers.
+#[test]
+fn settings_for_a_namespace_the_container_lacks_are_refused() {
+    require_root!();
+    let cx = Ctx::new("nons");
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let cases: [(&str, &str, serde_json::Value, &str); 3] = [
+        ("uts", "hostname", json!("evil"), "uts"),
+        ("network", "sysctl", json!({"net.ipv4.ip_forward": "1"}), "network"),
+        ("", "sysctl", json!({"vm.overcommit_memory": "1"}), "not namespaced"),
+    ];
+    for (i, (drop, field, value, want)) in cases.into_iter().enumerate() {
+        let mut b = cx.bundle(&format!("b{i}"), &["true"]);
+        b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != drop);
+        if field == "hostname" {
+            b.config["hostname"] = value;
+        } else {
+            b.config["linux"]["sysctl"] = value;
+        }
+        b.save();
+        let id = cx.id(&format!("c{i}"));
+        let e = cx.fails(&["create", "--bundle", b.path(), &id]);
+        assert!(e.contains(want), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "not one line: {e}");
+        assert!(!cx.root.join(&id).exists(), "state dir left for {id}");
+        assert!(cgroup_dirs(&format!("/beam/{id}")).is_empty(), "cgroup left for {id}");
+    }
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_name);
+}

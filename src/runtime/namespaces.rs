@@ -17,6 +17,8 @@ pub enum NamespaceError {
     Open { kind: String, path: PathBuf, source: std::io::Error },
     #[error("linux.namespaces: the kernel has no {0} namespaces (/proc/self/ns/{0} is missing); remove that entry")]
     Unsupported(String),
+    #[error("{what} needs a {kind} namespace of the container's own, but linux.namespaces has none, so it would change the host's; add {{\"type\":\"{kind}\"}} to linux.namespaces or remove {what}")]
+    Inherited { what: &'static str, kind: &'static str },
     #[error("linux.uidMappings/gidMappings: a new user namespace needs both; add mappings such as {{\"containerID\":0,\"hostID\":100000,\"size\":65536}}")]
     NoMappings,
 }
@@ -71,6 +73,9 @@ pub struct NamespacePlan {
     pub new_uts: bool,
     pub new_pid: bool,
     pub new_net: bool,
+    /// CLONE_NEW* flags of every namespace the container has of its own, new or joined by path. A type
+    /// missing here is the runtime's own (the spec says it is inherited), so nothing may be changed in it.
+    pub own: libc::c_int,
 }
 
 fn map_text(maps: &Option<Vec<LinuxIdMapping>>) -> String {
@@ -110,6 +115,7 @@ impl NamespacePlan {
                 None => new_flags |= f,
             }
         }
+        plan.own = seen;
         plan.new_user = new_flags & libc::CLONE_NEWUSER != 0;
         plan.new_mount = new_flags & libc::CLONE_NEWNS != 0;
         plan.new_uts = new_flags & libc::CLONE_NEWUTS != 0;
@@ -124,7 +130,13 @@ impl NamespacePlan {
             plan.uid_map = map_text(linux.uid_mappings());
             plan.gid_map = map_text(linux.gid_mappings());
         }
-        if let Some(offsets) = linux.time_offsets() {
+        if let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) {
+            if seen & libc::CLONE_NEWTIME == 0 {
+                return Err(NamespaceError::Inherited {
+                    what: "linux.timeOffsets",
+                    kind: "time",
+                });
+            }
             let text: String = offsets
                 .iter()
                 .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))

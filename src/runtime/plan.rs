@@ -21,6 +21,8 @@ pub enum PlanError {
     RlimitOrder(String),
     #[error("linux.sysctl: {0:?} is not a valid sysctl name; use dotted names like net.ipv4.ip_forward")]
     Sysctl(String),
+    #[error("linux.sysctl: {0:?} is not namespaced, so setting it would change the host's; remove it (only net.*, fs.mqueue.*, kernel.msg*/sem/shm* and kernel.hostname/domainname can be set for a container)")]
+    SysctlHost(String),
     #[error(transparent)]
     Caps(#[from] CapsError),
     #[error(transparent)]
@@ -81,6 +83,31 @@ fn rlimit_resource(t: &PosixRlimitType) -> Result<libc::__rlimit_resource_t, Pla
         "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
         _ => return Err(PlanError::Rlimit(name)),
     })
+}
+
+/// The namespace a sysctl belongs to (runc's list), or None for one that is the host's whatever the
+/// container's namespaces are.
+fn sysctl_namespace(key: &str) -> Option<(libc::c_int, &'static str)> {
+    let k = key.replace('/', ".");
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+        Some((libc::CLONE_NEWIPC, "ipc"))
+    } else if k == "kernel.hostname" || k == "kernel.domainname" {
+        Some((libc::CLONE_NEWUTS, "uts"))
+    } else if k.starts_with("net.") {
+        Some((libc::CLONE_NEWNET, "network"))
+    } else {
+        None
+    }
 }
 
 /// The user process: what `init` (create) or the exec child turns into.
@@ -220,10 +247,24 @@ impl InitPlan {
         let linux = spec.linux().as_ref().expect("validated by Bundle::load");
         let process = spec.process().as_ref().expect("validated by Bundle::load");
         let ns = NamespacePlan::new(linux)?;
+        // A namespace type missing from linux.namespaces is the runtime's own: refuse what would change it.
+        let own = |flag: libc::c_int, what: &'static str, kind: &'static str| {
+            if ns.own & flag == 0 { Err(NamespaceError::Inherited { what, kind }) } else { Ok(()) }
+        };
+        if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) {
+            own(libc::CLONE_NEWUTS, "hostname", "uts")?;
+        }
+        if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) {
+            own(libc::CLONE_NEWUTS, "domainname", "uts")?;
+        }
         let mut sysctl = Vec::new();
         for (k, v) in linux.sysctl().iter().flatten() {
             if k.is_empty() || k.contains("..") || k.contains('/') && k.contains('.') {
                 return Err(PlanError::Sysctl(k.clone()));
+            }
+            match sysctl_namespace(k) {
+                Some((flag, kind)) => own(flag, "linux.sysctl", kind)?,
+                None => return Err(PlanError::SysctlHost(k.clone())),
             }
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
             sysctl.push((cstring("linux.sysctl", &path)?, cstring("linux.sysctl", v)?));

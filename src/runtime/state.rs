@@ -59,6 +59,10 @@ pub struct ContainerState {
     /// Set once `start` has exec'd the user process.
     #[serde(default)]
     pub started: bool,
+    /// A container without a mount namespace of its own made its mounts in the caller's namespace, on a
+    /// bind of its rootfs: that mount's id, which `delete` detaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount: Option<u64>,
 }
 
 /// The runtime root (`--root`, default /run/beam-oci).

@@ -117,11 +117,10 @@ pub(super) fn build(
         user: has(LinuxNamespaceType::User),
         cgroup: has(LinuxNamespaceType::Cgroup),
     };
-    if !has(LinuxNamespaceType::Mount) {
-        tracing::warn!(
-            "linux.namespaces has no mount namespace: beam sets up the rootfs in a new one anyway"
-        );
-    }
+    // No mount namespace in the spec: the container inherits the caller's (as the spec says), so its mounts
+    // land there, under the rootfs; `/` keeps its propagation and the root is entered with chroot — a
+    // pivot_root or MS_MOVE would replace `/` for every process sharing that namespace (runc chroots too).
+    let inherit_mount_ns = !has(LinuxNamespaceType::Mount);
     if let Some(label) = linux
         .and_then(|l| l.mount_label().as_ref())
         .filter(|l| !l.is_empty())
@@ -139,7 +138,11 @@ pub(super) fn build(
             )
         })?),
     };
-    let root_propagation = propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // An unbindable `/` could not be bind-mounted from (the rootfs bind would fail with EINVAL): start
+    // from rslave and make the container's root unbindable at the end (`final_propagation`), as crun does.
+    let root_propagation = propagation
+        .filter(|p| p & libc::MS_UNBINDABLE == 0)
+        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
 
     let spec_mounts: &[Mount] = spec.mounts().as_deref().unwrap_or(&[]);
     let mut mounts = Vec::with_capacity(spec_mounts.len());
@@ -172,10 +175,11 @@ pub(super) fn build(
     let mountinfo = read_mountinfo();
     let rootfs_str = rootfs.to_string_lossy().into_owned();
     let rootfs_parent_private = parent_private(&mountinfo, &rootfs_str, root_propagation)
+        .filter(|_| !inherit_mount_ns)
         .map(|p| cstring(&rootfs_label, p.as_bytes()))
         .transpose()?;
     let mut no_pivot_hide = Vec::new();
-    if opts.no_pivot {
+    if opts.no_pivot && !inherit_mount_ns {
         let mut hide: Vec<&str> = Vec::new();
         for mi in &mountinfo {
             let mp = mi.mount_point.as_str();
@@ -211,6 +215,7 @@ pub(super) fn build(
         final_propagation: propagation,
         no_pivot: opts.no_pivot,
         no_pivot_hide,
+        inherit_mount_ns,
     })
 }
 

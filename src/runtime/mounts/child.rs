@@ -35,8 +35,10 @@ fn setattr(fd: RawFd, recursive: bool, a: Attrs) -> sys::Sys<()> {
 }
 
 pub(super) fn prepare(plan: &RootfsPlan) -> Result<(), ChildFailure> {
-    sys::mount(None, c"/", None, plan.root_propagation, None)
-        .map_err(fail(Step::RootPropagation, 0))?;
+    if !plan.inherit_mount_ns {
+        sys::mount(None, c"/", None, plan.root_propagation, None)
+            .map_err(fail(Step::RootPropagation, 0))?;
+    }
     if let Some(parent) = &plan.rootfs_parent_private {
         sys::mount(None, parent, None, libc::MS_PRIVATE, None)
             .map_err(fail(Step::RootfsParentPrivate, 0))?;
@@ -209,6 +211,12 @@ fn cgroup_v1(
 }
 
 pub(super) fn enter(plan: &RootfsPlan) -> Result<(), ChildFailure> {
+    if plan.inherit_mount_ns {
+        // The caller's mount namespace: `/` must stay what it is for everyone else in it.
+        sys::chdir(&plan.rootfs).map_err(fail(Step::ChdirRootfs, 0))?;
+        sys::chroot(c".").map_err(fail(Step::Chroot, 0))?;
+        return sys::chdir(c"/").map_err(fail(Step::ChdirRoot, 0));
+    }
     if plan.no_pivot {
         return enter_no_pivot(plan);
     }

@@ -474,12 +474,20 @@ pub struct RootfsPlan {
     no_pivot: bool,
     /// Host proc/sysfs mounts outside the rootfs, unmounted before chroot with --no-pivot.
     no_pivot_hide: Vec<PlannedPath>,
+    /// No mount namespace of the container's own: every mount stays under the rootfs (a recursive bind
+    /// of it, which `delete` detaches), `/` is left as it is and the root is entered with chroot.
+    inherit_mount_ns: bool,
 }
 
 impl RootfsPlan {
     /// `rootfs` is absolute and canonical.
     pub fn new(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<Self, MountError> {
         build::build(spec, rootfs, opts)
+    }
+
+    /// Whether the container shares the caller's mount namespace (see [`detach_rootfs`]).
+    pub fn inherits_mount_ns(&self) -> bool {
+        self.inherit_mount_ns
     }
 
     /// Child side, step 1 (see the module docs). No allocation.
@@ -548,6 +556,27 @@ impl fmt::Display for Explain<'_> {
             self.f.step.hint(errno)
         )
     }
+}
+
+/// The mount id of whatever is mounted at `path` (statx STATX_MNT_ID).
+pub fn mount_id(path: &Path) -> Option<u64> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    sys::mount_id(&c).ok()
+}
+
+/// For a container that shared the caller's mount namespace: detach the rootfs bind it made (and with it
+/// every mount the container's spec put under it), if the mount at `rootfs` is still that one (`id`,
+/// recorded by create). Nothing else is touched.
+pub fn detach_rootfs(rootfs: &Path, id: u64) -> Result<(), MountError> {
+    if mount_id(rootfs) != Some(id) {
+        return Ok(());
+    }
+    nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH).map_err(|errno| MountError::Sys {
+        what: format!("root.path {}", rootfs.display()),
+        op: "umount2(MNT_DETACH)",
+        errno,
+        hint: "the container's mounts are still under its rootfs; unmount them with `umount -R` and delete again".into(),
+    })
 }
 
 pub fn prepare_rootfs(plan: &RootfsPlan) -> Result<(), MountError> {

@@ -353,3 +353,18 @@ pub(super) fn fchdir(fd: RawFd) -> Sys<()> {
 pub(super) fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
+
+/// The mount id of the mount `path` is on (statx STATX_MNT_ID, Linux >= 5.8).
+pub(super) fn mount_id(path: &CStr) -> Sys<u64> {
+    // SAFETY: an all-zero `statx` is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stx` is writable.
+    let r = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, &mut stx) };
+    if r < 0 {
+        Err(Errno::last())
+    } else if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        Err(Errno::ENOSYS)
+    } else {
+        Ok(stx.stx_mnt_id)
+    }
+}

@@ -5,7 +5,7 @@ use crate::runtime::cgroups::{self, Cgroup, CgroupMode};
 use crate::runtime::channel::{self, Channel, Msg};
 use crate::runtime::hooks;
 use crate::runtime::init;
-use crate::runtime::mounts::{CgroupMount, RootfsOptions};
+use crate::runtime::mounts::{self, CgroupMount, RootfsOptions};
 use crate::runtime::plan::InitPlan;
 use crate::runtime::spec::{Bundle, validate_id};
 use crate::runtime::state::{ContainerState, Root, Status, pid_start_time};
@@ -38,6 +38,8 @@ struct Cleanup<'a> {
     id: String,
     cgroup: Option<Cgroup>,
     pids: Vec<i32>,
+    /// Sharing the caller's mount namespace: the rootfs and the id of the mount on it before create.
+    rootfs_before: Option<(PathBuf, Option<u64>)>,
     armed: bool,
 }
 
@@ -50,6 +52,14 @@ impl Drop for Cleanup<'_> {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             // Reap it if it is our child (ECHILD otherwise, which is fine).
             let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some((rootfs, before)) = &self.rootfs_before {
+            // The child's bind of the rootfs (with whatever it mounted on it) is on top: detach it.
+            if let Some(now) = mounts::mount_id(rootfs).filter(|now| Some(*now) != *before) {
+                if let Err(e) = mounts::detach_rootfs(rootfs, now) {
+                    tracing::warn!("cleaning up after a failed create: {e}");
+                }
+            }
         }
         if let Some(cg) = &self.cgroup {
             let _ = cg.kill_all(Signal::SIGKILL);
@@ -69,6 +79,21 @@ fn next<'b>(chan: &Channel, buf: &'b mut [u8]) -> Result<Msg<'b>> {
         Err(Errno::EPIPE) => Err(Error::Child("the container process exited during setup".into())),
         Err(e) => Err(Error::errno("reading from the container process")(e)),
     }
+}
+
+/// Send to the container process. When that fails because it already exited, the reason it wrote
+/// before exiting is still queued on the channel: report that instead of the broken pipe.
+fn send(chan: &Channel, msg: &Msg<'_>) -> Result<()> {
+    let Err(errno) = chan.send(msg) else { return Ok(()) };
+    let mut pfd = [libc::pollfd { fd: chan.raw_fd(), events: libc::POLLIN, revents: 0 }];
+    // SAFETY: poll on one live pollfd with a zero timeout.
+    if unsafe { libc::poll(pfd.as_mut_ptr(), 1, 0) } == 1 {
+        let mut buf = [0u8; 4096];
+        if let Ok(Msg::Error(text)) = chan.recv(&mut buf) {
+            return Err(Error::Child(String::from_utf8_lossy(text).into_owned()));
+        }
+    }
+    Err(Error::errno("sync with the container process")(errno))
 }
 
 fn expect(chan: &Channel, want: Msg<'_>) -> Result<()> {
@@ -134,7 +159,7 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
         ));
     }
     let dir = root.reserve(&opts.id)?;
-    let mut guard = Cleanup { root, id: opts.id.clone(), cgroup: None, pids: vec![], armed: true };
+    let mut guard = Cleanup { root, id: opts.id.clone(), cgroup: None, pids: vec![], rootfs_before: None, armed: true };
 
     let cgroup = Cgroup::new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)?;
     cgroup.create()?;
@@ -165,6 +190,9 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
     let child_chan = child_chan.at_least(opts.fds.len().max(3) as i32)?;
     let cgroup_fd = cgroup.v2_dir_fd()?;
     plan.late_cgroup = cgroup_fd.is_none() && !plan.runtime_hooks && plan.child_hooks.is_empty();
+    if plan.rootfs.inherits_mount_ns() {
+        guard.rootfs_before = Some((bundle.rootfs.clone(), mounts::mount_id(&bundle.rootfs)));
+    }
 
     // SAFETY: beam-oci is single-threaded; the child only runs `init::container_child`, which works on
     // the prepared plan, and never returns.
@@ -203,18 +231,18 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
         // Let the child mount while we join it to the v1 hierarchies (see InitPlan::late_cgroup). With a
         // fork into the pid namespace the init is the one to join: it was forked before any join, and
         // it mounts while we write its pid.
-        parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
+        send(&parent_chan, &Msg::Go)?;
         if ns.fork {
             init_pid = recv_init_pid(&parent_chan)?;
             guard.pids.insert(0, init_pid);
         }
         cgroup.add_pid(init_pid)?;
-        parent_chan.send(&Msg::CgroupJoined).map_err(Error::errno("sync with the container process"))?;
+        send(&parent_chan, &Msg::CgroupJoined)?;
     } else {
         if cgroup_fd.is_none() {
             cgroup.add_pid(pid)?;
         }
-        parent_chan.send(&Msg::Go).map_err(Error::errno("sync with the container process"))?;
+        send(&parent_chan, &Msg::Go)?;
         if ns.fork {
             init_pid = recv_init_pid(&parent_chan)?;
             guard.pids.insert(0, init_pid);
@@ -234,22 +262,29 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
         cgroup: cgroup.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         started: false,
+        rootfs_mount: None,
     };
     let creating = serde_json::to_vec(&state.oci_json(Status::Creating)).expect("state serializes");
     if !plan.child_hooks.is_empty() {
-        parent_chan.send(&Msg::State(&creating)).map_err(Error::errno("sync with the container process"))?;
+        send(&parent_chan, &Msg::State(&creating))?;
     }
     if plan.runtime_hooks {
         expect(&parent_chan, Msg::CreateRuntime)?;
         let h = spec.hooks().as_ref().expect("runtime_hooks implies hooks");
         #[allow(deprecated)]
-        hooks::run_hooks("prestart", h.prestart().as_deref().unwrap_or_default(), &creating)?;
+        // runtime-tools (and crun) expect "created" on a prestart hook's stdin; createRuntime sees
+        // "creating", as in runc: the container is still being set up when either runs.
+        let created = serde_json::to_vec(&state.oci_json(Status::Created)).expect("state serializes");
+        hooks::run_hooks("prestart", h.prestart().as_deref().unwrap_or_default(), &created)?;
         hooks::run_hooks("createRuntime", h.create_runtime().as_deref().unwrap_or_default(), &creating)?;
-        parent_chan.send(&Msg::HooksDone).map_err(Error::errno("sync with the container process"))?;
+        send(&parent_chan, &Msg::HooksDone)?;
     }
     expect(&parent_chan, Msg::Ready)?;
     // Re-read the start time now that the init certainly exists in its final form.
     state.pid_start = pid_start_time(init_pid).unwrap_or(state.pid_start);
+    if plan.rootfs.inherits_mount_ns() {
+        state.rootfs_mount = mounts::mount_id(&bundle.rootfs);
+    }
     root.save(&state)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, init_pid)?;

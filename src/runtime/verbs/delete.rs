@@ -3,6 +3,7 @@
 use super::{Error, Result, saved_spec, wait_pid_gone};
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::hooks;
+use crate::runtime::mounts;
 use crate::runtime::state::{ContainerState, Root, StateError, Status};
 use nix::sys::signal::Signal;
 use std::time::Duration;
@@ -61,12 +62,13 @@ pub fn destroy(root: &Root, st: &ContainerState) -> Result<()> {
         st.cgroup.kill_all(Signal::SIGKILL)?;
     }
     st.cgroup.destroy()?;
+    if let Some(id) = st.rootfs_mount {
+        mounts::detach_rootfs(&st.rootfs, id)?;
+    }
     let poststop = saved_spec(root, &st.id).ok().and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
     if let Some(h) = poststop {
         let json = serde_json::to_vec(&st.oci_json(Status::Stopped)).expect("state serializes");
-        if let Err(e) = hooks::run_hooks("poststop", &h, &json) {
-            tracing::warn!("{e}");
-        }
+        hooks::run_hooks_warn("poststop", &h, &json);
     }
     root.remove(&st.id)?;
     Ok(())

@@ -36,6 +36,8 @@ pub enum Error {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
+    Mount(#[from] crate::runtime::mounts::MountError),
+    #[error(transparent)]
     Console(#[from] ConsoleError),
     #[error(transparent)]
     Hook(#[from] HookError),
