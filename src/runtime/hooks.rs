@@ -5,14 +5,15 @@
 //! container state JSON is written to its stdin, which is then closed (a hook that exits without reading it
 //! is fine: EPIPE is ignored; this relies on SIGPIPE being ignored, as Rust's runtime does in every binary).
 //! stdout is inherited; stderr is captured (the last 4 KiB) and quoted in the error when the hook fails.
-//! `timeout` (seconds, > 0) is enforced by SIGKILL of the hook's own pid (not its descendants). The first
-//! failure stops the sequence.
+//! `timeout` (seconds, > 0) is enforced by SIGKILL of the hook's own pid (not its descendants). With
+//! [`run_hooks`] the first failure stops the sequence; [`run_hooks_warn`] (poststart, poststop) logs each
+//! failure as a warning and runs the remaining hooks, as the runtime spec says for those two.
 //!
 //! The wait uses poll(2) on a pidfd (plus the stdin/stderr pipes) with the remaining timeout, so nothing
 //! sleeps in a loop; only on kernels without pidfd_open (< 5.3) does it fall back to 50 ms polling.
 //!
-//! Callers decide what a failure means: as in runc, a poststop failure is only a warning (log it and go
-//! on with the delete), every other kind fails the operation.
+//! Callers decide what a failure means: a poststart or poststop failure is only a warning (the lifecycle
+//! goes on), every other kind fails the operation.
 //!
 //! `std::process::Command` is used here: hooks run in the runtime parent or in the container child of the
 //! single-threaded `beam-oci`, never between clone and execve of a multi-threaded process.
@@ -96,6 +97,19 @@ pub fn run_hooks(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Resul
         run_hook(kind, index, hook, state_json)?;
     }
     Ok(())
+}
+
+/// Runs every hook of `kind` in order, logging each failure as a warning instead of stopping (the spec's
+/// rule for poststart and poststop). Returns how many failed.
+pub fn run_hooks_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> usize {
+    let mut failed = 0;
+    for (index, hook) in hooks.iter().enumerate() {
+        if let Err(e) = run_hook(kind, index, hook, state_json) {
+            tracing::warn!("{e}; going on with the remaining {kind} hooks");
+            failed += 1;
+        }
+    }
+    failed
 }
 
 fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
@@ -438,6 +452,15 @@ mod tests {
             "{msg}"
         );
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "1\n");
+    }
+
+    #[test]
+    fn warn_runs_the_remaining_hooks_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = q(&dir.path().join("order"));
+        let hooks = [sh("exit 1"), sh(&format!("echo 2 >> {f}")), sh("exit 3"), sh(&format!("echo 4 >> {f}"))];
+        assert_eq!(run_hooks_warn("poststart", &hooks, b"{}"), 2);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "2\n4\n");
     }
 
     #[test]

@@ -31,9 +31,7 @@ pub fn started(root: &Root, st: &mut ContainerState, spec: &Spec) -> Result<()> 
     root.save(st)?;
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
         let json = serde_json::to_vec(&st.oci_json(Status::Running)).expect("state serializes");
-        if let Err(e) = hooks::run_hooks("poststart", h, &json) {
-            tracing::warn!("{e}");
-        }
+        hooks::run_hooks_warn("poststart", h, &json);
     }
     Ok(())
 }
