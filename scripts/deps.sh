@@ -2,11 +2,15 @@
 # Install the Debian packages beam's build, demo and tests need (idempotent).
 set -euo pipefail
 need=(busybox-static procps pkg-config python3 nftables iproute2 curl)
+# protoc: the k8s-cri dev-dependency (tests/cri.rs) generates its gRPC code at build time, for every test build
+need+=(protobuf-compiler)
 if [[ "${1:-}" == "--test" ]]; then
   # reference runtimes for the podman test and the benchmarks; qemu + kmod for the cgroup v2 VM
   need+=(runc crun podman uidmap hyperfine qemu-system-x86 kmod python3-pip)
   # images: a real registry, debootstrap for recipes, skopeo/umoci to make test fixtures, zstd for benches
   need+=(docker-registry debootstrap skopeo umoci zstd)
+  # what a Kubernetes node runs: containerd (its runc v2 shim and CRI plugin) driving beam-oci; ctr comes with it
+  need+=(containerd)
 fi
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
