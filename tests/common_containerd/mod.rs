@@ -177,14 +177,20 @@ impl Containerd {
              exec containerd --config '{}' --log-level info",
             config.display()
         );
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
             .env("TMPDIR", d.join("tmp"))
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .expect("spawn unshare containerd");
+            .stderr(logf);
+        // Should the test process die without running the guard (SIGKILL), containerd goes with it.
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().expect("spawn unshare containerd");
         let pid = child.id() as i32;
         let mut c = Containerd {
             socket: d.join("containerd.sock"),
@@ -390,7 +396,11 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // The cgroups the test's containers used, deepest first (a dying process may hold one briefly).
+        // The cgroups the test's containers used: any process still in one is a container process of ours
+        // (the names are the test's own), so thaw and kill, then remove the dirs deepest first.
+        for parent in self.cgroup_parents.clone() {
+            kill_cgroup_tree(&parent);
+        }
         for parent in self.cgroup_parents.clone() {
             let start = Instant::now();
             while !remove_cgroup_tree(&parent) && start.elapsed() < Duration::from_secs(5) {
@@ -442,24 +452,52 @@ pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Every dir of cgroup `rel` and below it, in every hierarchy.
+fn cgroup_tree(rel: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![];
+    let mut stack = cgroup_dirs(rel);
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+        dirs.push(d);
+    }
+    dirs
+}
+
+/// Thaw (v1 freezer) and SIGKILL every process in cgroup `rel` and below.
+fn kill_cgroup_tree(rel: &str) {
+    if rel.trim_matches('/').is_empty() {
+        return; // never the root cgroup
+    }
+    let me = std::process::id() as i32;
+    for d in cgroup_tree(rel) {
+        let freezer = d.join("freezer.state");
+        if std::fs::read_to_string(&freezer).is_ok_and(|s| s.trim() != "THAWED") {
+            let _ = std::fs::write(&freezer, "THAWED");
+        }
+        for p in std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().lines() {
+            if let Ok(p) = p.trim().parse::<i32>()
+                && p != me
+            {
+                eprintln!("containerd test cleanup: killing {p} ({}) left in {}", cmdline(p), d.display());
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 /// rmdir cgroup `rel` and everything below it in every hierarchy; true when none is left.
 fn remove_cgroup_tree(rel: &str) -> bool {
-    assert!(!rel.trim_matches('/').is_empty(), "refusing to remove the root cgroup");
+    if rel.trim_matches('/').is_empty() {
+        return true; // never the root cgroup
+    }
+    let mut dirs = cgroup_tree(rel);
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     let mut all = true;
-    for top in cgroup_dirs(rel) {
-        let mut dirs = vec![];
-        let mut stack = vec![top];
-        while let Some(d) = stack.pop() {
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                stack.extend(rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
-            }
-            dirs.push(d);
-        }
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
-            if std::fs::remove_dir(&d).is_err() && d.exists() {
-                all = false;
-            }
+    for d in dirs {
+        if std::fs::remove_dir(&d).is_err() && d.exists() {
+            all = false;
         }
     }
     all
