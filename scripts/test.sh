@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test
 echo "==> cargo test (host: $(grep -c cgroup2 /proc/self/mountinfo) cgroup2 mount(s), kernel $(uname -r))"
 cargo test --all-targets -- --test-threads=2
+# The OCI validation suite against the beam-oci cargo test just built; fails on a test that passed before.
+if [[ -d ../shared/conformance || -n "${BEAM_SHARED:-}" ]]; then
+    echo "==> OCI validation suite (host)"
+    bash scripts/conformance.sh run target/debug/beam-oci target/conformance/host-beam-oci.tsv
+    bash scripts/conformance.sh check target/conformance/host-beam-oci.tsv
+else
+    echo "==> OCI validation suite skipped: no conformance kit at ../shared/conformance (BEAM_SHARED)"
+fi
 if [[ "${BEAM_SKIP_VM:-}" == 1 ]]; then
   echo "==> cgroup v2 VM skipped (BEAM_SKIP_VM=1)"
 else

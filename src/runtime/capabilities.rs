@@ -9,6 +9,8 @@ use std::str::FromStr;
 pub enum CapsError {
     #[error("process.capabilities: unknown capability {0:?}; use names like CAP_NET_BIND_SERVICE")]
     Unknown(String),
+    #[error("process.capabilities: {0} not in the runtime's own bounding set (this host withholds it from every process), so no container can have it; remove it from the spec")]
+    Withheld(String),
 }
 
 /// Bitmasks of every set, with capabilities the running kernel doesn't know already dropped.
@@ -49,14 +51,32 @@ impl CapsPlan {
     pub fn new(caps: Option<&LinuxCapabilities>) -> Result<Self, CapsError> {
         let last_cap = last_cap();
         let Some(c) = caps else { return Ok(Self { last_cap, ..Default::default() }) };
-        Ok(Self {
+        let plan = Self {
             bounding: mask(c.bounding(), last_cap)?,
             effective: mask(c.effective(), last_cap)?,
             permitted: mask(c.permitted(), last_cap)?,
             inheritable: mask(c.inheritable(), last_cap)?,
             ambient: mask(c.ambient(), last_cap)?,
             last_cap,
-        })
+        };
+        // A capability outside our own bounding set can never be raised (capset fails with a bare
+        // EPERM in the container): name it now instead.
+        if let Ok(own) = caps::read(None, caps::CapSet::Bounding) {
+            let own: u64 = own.iter().map(|c| c.bitmask()).fold(0, |a, b| a | b);
+            let asked = plan.bounding | plan.effective | plan.permitted | plan.inheritable;
+            let missing: Vec<String> = caps::all()
+                .into_iter()
+                .filter(|c| asked & !own & c.bitmask() != 0)
+                .map(|c| c.to_string())
+                .collect();
+            if !missing.is_empty() {
+                let mut missing = missing;
+                missing.sort();
+                let verb = if missing.len() == 1 { "is" } else { "are" };
+                return Err(CapsError::Withheld(format!("{} {verb}", missing.join(", "))));
+            }
+        }
+        Ok(plan)
     }
 
     /// Drop everything outside the bounding set. Needs CAP_SETPCAP; call before changing uid.

@@ -37,6 +37,23 @@ NET=$(test_bins --test beamd_net | tail -n1)
 NETMODS="nf_tables nft_chain_nat nft_masq nft_ct nft_meta_bridge bridge veth"
 export BEAM_VM_MODULES="loop ext4 $NETMODS"
 
+# The OCI validation suite (scripts/conformance.sh; built here, run there against the debug beam-oci that
+# cargo test built), checked against the VM's expected-pass list. BEAM_CONFORMANCE_VM=1 also runs runc and
+# crun there, for docs/conformance.md. Skipped when ../shared/conformance is not beside the repo.
+CONF=()
+if bash scripts/conformance.sh build 2>/dev/null; then
+    export BEAM_VM_OUT=$PWD/target/vm-out
+    mkdir -p "$BEAM_VM_OUT"
+    CONF=("echo '== OCI validation suite, beam-oci (pure v2)'"
+        "bash scripts/conformance.sh run target/debug/beam-oci $BEAM_VM_OUT/vm-beam-oci.tsv"
+        "bash scripts/conformance.sh check $BEAM_VM_OUT/vm-beam-oci.tsv tests/conformance/expected-pass-vm.txt")
+    if [ "${BEAM_CONFORMANCE_VM:-}" = 1 ]; then
+        CONF+=("bash scripts/conformance.sh run runc $BEAM_VM_OUT/vm-runc.tsv" "bash scripts/conformance.sh run crun $BEAM_VM_OUT/vm-crun.tsv")
+    fi
+else
+    echo "cgroup-v2.sh: no conformance kit beside the repo (../shared/conformance); the VM skips the OCI suite" >&2
+fi
+
 q() { printf '%q ' "$@"; }
 GUEST=(
     "echo '== cgroup unit + kernel tests (pure v2)'"
@@ -51,6 +68,7 @@ GUEST=(
     "echo '== beamd bridge networking (6.1 kernel, pure v2)'"
     "modprobe -d \"\$BEAM_VM_MODROOT\" -a $NETMODS"
     "TMPDIR=/tmp/beam-ext4 $(q "$NET" --test-threads=2 "$@")"
+    "${CONF[@]}"
 )
 SCRIPT=$(printf '%s && ' "${GUEST[@]}")
 exec tests/vm/run.sh bash -c "set -o pipefail; ${SCRIPT}true"

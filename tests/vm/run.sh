@@ -17,6 +17,7 @@
 #   BEAM_VM_MEMORY   guest memory (default 2G)     BEAM_VM_CPUS  guest CPUs (default 2)
 #   BEAM_VM_TIMEOUT  seconds for boot + command (default 1800)
 #   BEAM_VM_VERBOSE  1: stream the guest console (kernel log included) instead of the command's output
+#   BEAM_VM_OUT      a host dir the guest may write to (results to keep); everything else is read-only
 #   RUST_LOG, RUST_BACKTRACE, RUST_TEST_THREADS are passed into the guest.
 set -euo pipefail
 
@@ -113,6 +114,10 @@ chmod +x "$RW/guest.sh"
 echo "tests/vm/run.sh: booting $(basename "$KERNEL") (TCG, $CPUS CPUs, $MEMORY): $*" >&2
 START=$(date +%s%N)
 VNG_ARGS=(--run "$KERNEL" --disable-kvm --verbose --cpus "$CPUS" --memory "$MEMORY" --rwdir "$RW" --exec "$RW/guest.sh")
+if [ -n "${BEAM_VM_OUT:-}" ]; then
+    mkdir -p "$BEAM_VM_OUT"
+    VNG_ARGS=(--rwdir "$BEAM_VM_OUT" "${VNG_ARGS[@]}")
+fi
 if [ "${BEAM_VM_VERBOSE:-0}" = 1 ]; then
     timeout "$TIMEOUT" "$VNG" "${VNG_ARGS[@]}" </dev/null 2>&1 | tee "$RW/console.log" || true
 else

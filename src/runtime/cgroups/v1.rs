@@ -195,11 +195,19 @@ fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
         }
         write_file(&dir.join("memory.swappiness"), &s.to_string())?;
     }
-    if m.kernel().is_some() || m.kernel_tcp().is_some() {
+    if m.kernel().is_some() {
+        // Since Linux 5.16 memory.kmem.limit_in_bytes accepts writes and ignores them.
         tracing::warn!(
-            "linux.resources.memory.kernel/kernelTCP ignored: kernel memory limits are deprecated"
+            "linux.resources.memory.kernel ignored: the kernel no longer enforces kernel memory limits"
         );
     }
+    // TCP buffer accounting still has its own v1 limit.
+    optional(
+        &dir,
+        "memory.kmem.tcp.limit_in_bytes",
+        m.kernel_tcp().map(|t| t.to_string()),
+        "linux.resources.memory.kernelTCP",
+    )?;
     if m.disable_oom_killer() == Some(true) {
         write_file(&dir.join("memory.oom_control"), "1")?;
     }
