@@ -61,7 +61,7 @@ check() {
     done <"$expected"
     local newly
     newly=$(awk -F'\t' 'NR > 1 && ($2 == "PASS" || $2 == "SKIP") {print $1}' "$tsv" | grep -vxFf <(grep -v '^#' "$expected") || true)
-    [ -z "$newly" ] || echo "conformance: passing now but not in $expected (add them): $(echo $newly)" >&2
+    [ -z "$newly" ] || echo "conformance: passing now but not in $expected (add them unless they race; see the notes): $(echo $newly)" >&2
     local pass total
     pass=$(awk -F'\t' 'NR > 1 && ($2 == "PASS" || $2 == "SKIP")' "$tsv" | wc -l)
     total=$(awk -F'\t' 'NR > 1' "$tsv" | wc -l)

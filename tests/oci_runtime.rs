@@ -261,6 +261,11 @@ fn kill_all_and_force_delete() {
     await_cond(Duration::from_secs(5), || serde_json::from_str::<Vec<i32>>(&cx.ok(&["ps", "--format", "json", &id])).unwrap().len() == 3, "3 processes");
     cx.ok(&["kill", "--all", &id, "9"]);
     cx.await_status(&id, "stopped");
+    // As runc, which containerd's shim relies on after every exit: `--all` on a stopped container
+    // succeeds; a plain kill fails with the words the shim maps to "already exited".
+    cx.ok(&["kill", "--all", &id, "9"]);
+    let e = cx.fails(&["kill", &id, "9"]);
+    assert!(e.contains("container not running"), "{e}");
     cx.ok(&["delete", &id]);
     let b = cx.bundle("b2", &["sleep", "1000"]);
     let id = cx.id("c2");

@@ -149,4 +149,17 @@ mod tests {
         assert_eq!(p.inheritable, 0);
         assert_eq!(CapsPlan::new(None).unwrap().bounding, 0);
     }
+
+    #[test]
+    fn a_capability_outside_our_bounding_set_is_named() {
+        let own = caps::read(None, caps::CapSet::Bounding).unwrap();
+        let Some(missing) = caps::all().into_iter().find(|c| !own.contains(c) && c.index() <= last_cap()) else {
+            eprintln!("skipped: this process's bounding set is full");
+            return;
+        };
+        let json = format!(r#"{{"bounding":["{missing}"],"permitted":["{missing}"]}}"#);
+        let c: LinuxCapabilities = serde_json::from_str(&json).unwrap();
+        let e = CapsPlan::new(Some(&c)).unwrap_err().to_string();
+        assert!(e.contains(&missing.to_string()) && e.contains("bounding set"), "{e}");
+    }
 }
