@@ -9,6 +9,8 @@ if [[ "${1:-}" == "--test" ]]; then
   need+=(runc crun podman uidmap hyperfine qemu-system-x86 kmod python3-pip)
   # images: a real registry, debootstrap for recipes, skopeo/umoci to make test fixtures, zstd for benches
   need+=(docker-registry debootstrap skopeo umoci zstd)
+  # the OCI runtime-tools validation suite (scripts/conformance.sh builds it from ../shared/conformance)
+  need+=(golang-go make jq)
   # what a Kubernetes node runs: containerd (its runc v2 shim and CRI plugin) driving beam-oci; ctr comes with it
   need+=(containerd)
 fi

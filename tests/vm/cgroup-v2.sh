@@ -27,6 +27,12 @@ BIN=${BEAM_TEST_BIN:-$(test_bins --lib | tail -n1)}
 OCI=$(test_bins --test oci_runtime | tail -n1)
 [ -x "$OCI" ] || { echo "cgroup-v2.sh: no oci_runtime test binary (build failed?)" >&2; exit 1; }
 
+# containerd's runc v2 shim driving beam-oci (ctr) and the kubelet's CRI calls, on the v2 kernel.
+CTRD=$(test_bins --test containerd | tail -n1)
+[ -x "$CTRD" ] || { echo "cgroup-v2.sh: no containerd test binary (build failed?)" >&2; exit 1; }
+CRI=$(test_bins --test cri | tail -n1)
+[ -x "$CRI" ] || { echo "cgroup-v2.sh: no cri test binary (build failed?)" >&2; exit 1; }
+
 # beamd end to end (sandboxes: user namespaces, idmapped layers, CLONE_INTO_CGROUP, v2 limits).
 BEAMD=$(test_bins --test beamd_api | tail -n1)
 [ -x "$BEAMD" ] || { echo "cgroup-v2.sh: no beamd_api test binary (build failed?)" >&2; exit 1; }
@@ -60,6 +66,9 @@ GUEST=(
     "$(q "$BIN" runtime::cgroups --test-threads=2 "$@")"
     "echo '== beam-oci end to end (pure v2)'"
     "$(q "$OCI" --test-threads=2 "$@")"
+    "echo '== containerd + CRI on beam-oci (pure v2)'"
+    "$(q "$CTRD" --test-threads=2 "$@")"
+    "$(q "$CRI" --test-threads=2 "$@")"
     "echo '== beamd sandboxes end to end (pure v2)'"
     # The guest's /tmp is tmpfs/9p, which 6.1 can't idmap: put the state on a loop-mounted ext4.
     "modprobe -d \"\$BEAM_VM_MODROOT\" loop && modprobe -d \"\$BEAM_VM_MODROOT\" ext4 && truncate -s 1G /tmp/beam-ext4.img && mkfs.ext4 -q -F /tmp/beam-ext4.img"
