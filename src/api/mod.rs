@@ -73,10 +73,39 @@ pub enum MemorySize {
     Text(String),
 }
 
-/// Per-sandbox landlock policy; replaces the default (system dirs read-only, the rest writable).
+/// A named landlock filesystem policy (`preset` of a [`LandlockPolicy`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandlockPreset {
+    /// The default: the whole root filesystem (the sandbox's own overlay upper layer) readable and
+    /// writable, as under Docker: `mkdir /app`, writing /usr/bin, `apt-get install` work. What beam puts
+    /// into a sandbox (its init at /dev/.beam-init) stays read-only through its mount, and landlock keeps
+    /// every mount where it is.
+    WritableRoot,
+    /// System dirs read-only: `/` itself, /bin, /sbin, /lib*, /usr (but /usr/local), /boot and /dev's own
+    /// entry list (its devices, /dev/pts, /dev/shm, /dev/mqueue stay usable) are read-only; every other
+    /// top-level dir of the image, /tmp, /run, /var, /home, /root and /proc writable.
+    ReadOnlySystem,
+}
+
+impl LandlockPreset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LandlockPreset::WritableRoot => "writable-root",
+            LandlockPreset::ReadOnlySystem => "read-only-system",
+        }
+    }
+}
+
+/// Per-sandbox landlock policy. With a `preset`, `ro`/`rw` paths are added to the preset's; without one,
+/// `ro`/`rw` are the whole filesystem policy, and with no paths either the default preset
+/// (`writable-root`) applies (a TCP-only policy).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LandlockPolicy {
+    /// A named filesystem policy to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<LandlockPreset>,
     /// Paths readable (and executable) with everything beneath them.
     #[serde(default)]
     pub ro: Vec<String>,
@@ -143,6 +172,10 @@ pub struct CreateSandbox {
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock: Option<LandlockPolicy>,
+    /// Capabilities added to the default set (podman's 11), e.g. `["NET_RAW"]` for raw sockets; `CAP_` is
+    /// optional. Only NET_RAW, MKNOD and AUDIT_WRITE (the rest of Docker's 14) can be added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
     /// `bridge` (its own address on beamd's bridge, NAT egress) or `none` (loopback only); default:
     /// beamd's `--network`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +226,7 @@ pub struct Security {
     /// The landlock policy applied (None: off or not supported by the kernel).
     pub landlock: Option<LandlockPolicy>,
     pub no_new_privs: bool,
+    /// The capabilities of the sandbox's root (bounding, effective and permitted sets), `CAP_` names.
     pub capabilities: Vec<String>,
 }
 

@@ -203,22 +203,17 @@ impl Manager {
         let landlock = if req.insecure_no_landlock || self.landlock_abi == 0 {
             None
         } else {
-            Some(match &req.landlock {
-                Some(p) => (p.clone(), false),
-                None => (config::default_landlock(&b.rootfs.merged), true),
-            })
+            Some(config::landlock_policy(req.landlock.as_ref(), &b.rootfs.merged))
         };
         let init = InitArgs { entrypoint: entrypoint.clone().unwrap_or_default(), uid, gid, groups: groups.clone(), log_max: LOG_MAX };
         let limits = Limits { cpu: rec.sandbox.cpu, memory_mib: rec.sandbox.memory_mib, pids: rec.sandbox.pids };
-        config::sandbox_spec(
-            &mut spec,
-            id,
-            &self.init_path,
-            &init,
-            limits,
-            landlock.as_ref().map(|(p, be)| (p, *be)),
-            !req.insecure_no_seccomp,
-        );
+        let hardening = config::Hardening {
+            landlock: landlock.as_ref().map(|(p, be)| (p, *be)),
+            seccomp: !req.insecure_no_seccomp,
+            capabilities: &rec.sandbox.security.capabilities,
+            mapped_ids: rec.sandbox.security.uid_base.map(|_| UID_RANGE),
+        };
+        config::sandbox_spec(&mut spec, id, &self.init_path, &init, limits, hardening);
         std::fs::write(&config_path, serde_json::to_vec_pretty(&spec).expect("spec serializes"))
             .map_err(|err| SandboxError::Internal(format!("{}: {err}", config_path.display())))?;
 

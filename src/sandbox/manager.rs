@@ -7,7 +7,6 @@
 //! status) and the runtime's state under `<run_dir>/runtime`.
 
 use crate::api::{self, CreateSandbox, Sandbox, SandboxState, Security};
-use crate::image::bundle;
 use crate::image::store::{ImageRecord, Store};
 use crate::runtime::state::Root;
 use crate::sandbox::initclient::InitClient;
@@ -458,8 +457,9 @@ impl Manager {
             }
         }
         if let Some(p) = &req.landlock {
-            crate::sandbox::config::validate_landlock(p).map_err(bad)?;
+            crate::sandbox::config::validate_landlock(p).map_err(|e| bad(e.to_string()))?;
         }
+        crate::sandbox::config::sandbox_caps(&req.capabilities).map_err(|e| bad(e.to_string()))?;
         if req.network == Some(api::NetworkMode::Bridge) && self.net.is_none() {
             return Err(bad("network \"bridge\" is not available: this beamd runs without sandbox networking; start it with --network bridge".into()));
         }
@@ -514,7 +514,9 @@ impl Manager {
                     seccomp: !req.insecure_no_seccomp,
                     landlock: None,
                     no_new_privs: true,
-                    capabilities: bundle::DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
+                    // Checked by validate; an unchecked request gets the default set, never more.
+                    capabilities: crate::sandbox::config::sandbox_caps(&req.capabilities)
+                        .unwrap_or_else(|_| crate::sandbox::config::sandbox_caps(&[]).expect("the default set")),
                 },
                 network: api::SandboxNetwork {
                     mode: self.network_mode(req),

@@ -70,6 +70,13 @@ pub struct RunArgs {
     /// Run without landlock.
     #[arg(long)]
     insecure_no_landlock: bool,
+    /// A landlock preset: writable-root (the default: the whole root filesystem writable) or
+    /// read-only-system (/, /usr, /bin, /lib… read-only).
+    #[arg(long, value_parser = ["writable-root", "read-only-system"], value_name = "PRESET")]
+    landlock: Option<String>,
+    /// Add a capability to the default set (repeatable or comma-separated): NET_RAW, MKNOD, AUDIT_WRITE.
+    #[arg(long, value_delimiter = ',', value_name = "CAP")]
+    cap_add: Vec<String>,
     /// `bridge` (an address on beamd's bridge, NAT egress) or `none` (loopback only); default: beamd's.
     #[arg(long, value_parser = ["bridge", "none"])]
     network: Option<String>,
@@ -242,7 +249,15 @@ fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Resul
         timeout_seconds: a.timeout,
         name: a.name.clone(),
         tags: parse_tags(&a.tag)?,
-        landlock: None,
+        landlock: a.landlock.as_deref().map(|p| beam::api::LandlockPolicy {
+            preset: Some(if p == "read-only-system" {
+                beam::api::LandlockPreset::ReadOnlySystem
+            } else {
+                beam::api::LandlockPreset::WritableRoot
+            }),
+            ..Default::default()
+        }),
+        capabilities: a.cap_add.clone(),
         insecure_no_userns: a.insecure_no_userns,
         insecure_no_seccomp: a.insecure_no_seccomp,
         insecure_no_landlock: a.insecure_no_landlock,
@@ -454,6 +469,12 @@ mod tests {
         assert_eq!(r.cmd, Some(sv(&["sh", "-c", "echo hi"])));
         assert_eq!(r.memory, Some(MemorySize::MiB(512.0)));
         assert!(r.insecure_no_seccomp);
+        assert!(r.capabilities.is_empty() && r.landlock.is_none());
+
+        let r = create_request(&run_args(&["--image", "b", "--cap-add", "NET_RAW,mknod", "--landlock", "read-only-system"]), |_| None).unwrap();
+        assert_eq!(r.capabilities, sv(&["NET_RAW", "mknod"]));
+        assert_eq!(r.landlock.and_then(|l| l.preset), Some(api::LandlockPreset::ReadOnlySystem));
+        assert!(parse(&["run", "--image", "b", "--landlock", "strict"]).is_err());
 
         for bad in [
             &["--image", "b", "--entrypoint", "'open"][..],
