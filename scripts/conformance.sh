@@ -37,7 +37,8 @@ run() {
     local rt=$1 out=$2 filter=${3:-}
     build
     # Per-test TAP and stderr stay here for diagnosis.
-    local res=${RTVAL_LOGS:-${TMPDIR:-/tmp}/beam-conformance}/$(basename "$out" .tsv)
+    local res
+    res=$(realpath -m "${RTVAL_LOGS:-${TMPDIR:-/tmp}/beam-conformance}/$(basename "$out" .tsv)")
     rm -rf "$res" && mkdir -p "$res"
     chmod 755 "$(dirname "$res")" "$res" # bundles live below it: user-namespaced containers must reach them
     # The runner's own exit status says whether every test passed; `check` decides what counts.

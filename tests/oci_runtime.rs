@@ -410,7 +410,25 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     let id2 = cx.id("badmount");
     let e = cx.fails(&["create", "--bundle", b.path(), &id2]);
     assert!(e.contains("/x"), "{e}");
-    for id in [&id, &id2] {
+    // an unknown namespace type, a duplicate one, a hook that can't be executed, an unknown capability
+    let bad: [(&str, fn(&mut serde_json::Value), &str); 4] = [
+        ("ns", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"})), "bogus"),
+        ("dupns", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"})), "listed twice"),
+        ("hook", |c| c["hooks"] = json!({"prestart": [{"path": "/etc/passwd"}]}), "prestart hook #0 (/etc/passwd)"),
+        ("cap", |c| c["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(json!("CAP_NOPE")), "CAP_NOPE"),
+    ];
+    let mut more = vec![];
+    for (name, edit, want) in bad {
+        let mut b = cx.bundle(name, &["true"]);
+        edit(&mut b.config);
+        b.save();
+        let bid = cx.id(name);
+        let e = cx.fails(&["create", "--bundle", b.path(), &bid]);
+        assert!(e.contains(want), "{name}: {e}");
+        one_line(&e);
+        more.push(bid);
+    }
+    for id in [&id, &id2].into_iter().chain(more.iter()) {
         assert!(!cx.root.join(id).exists(), "state dir left for {id}");
         assert!(cgroup_dirs(&format!("/beam/{id}")).is_empty(), "cgroup left for {id}");
     }
