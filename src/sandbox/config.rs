@@ -18,13 +18,16 @@
 //! So the default grants every filesystem right on `/`, and what beam puts into a sandbox is protected by
 //! how it is mounted — which landlock then pins in place:
 //! - `/dev/.beam-init` (PID 1, the parent of every exec) is a read-only, nosuid, nodev bind mount of
-//!   beamd's copy: writing, truncating, chmod or chown it is EROFS (and ETXTBSY: it runs); unlinking it or
-//!   renaming anything over it is EBUSY (it is a mount point).
-//! - Unmounting it or mounting over it needs CAP_SYS_ADMIN, which a sandbox never has (it can't be added,
-//!   see [`ADDABLE_CAPS`]), seccomp refuses mount/umount2 without it, and **a process in a landlock domain
-//!   may not change its mount topology at all** (mount, umount, remount, pivot_root and move_mount are
-//!   EPERM whatever its capabilities, e.g. in a nested user namespace). That is what landlock adds by
-//!   default, and it keeps the masked and read-only /proc and /sys paths as the runtime left them too.
+//!   beamd's copy: writing, truncating, chmod or chown it is EROFS, or EACCES where permissions are checked
+//!   first (its owner, host root, is not mapped in the sandbox, so CAP_DAC_OVERRIDE/CAP_FOWNER don't
+//!   apply); unlinking it or renaming anything over it is EBUSY (it is a mount point).
+//! - Unmounting it or mounting over it is refused three times over: it needs CAP_SYS_ADMIN, which a
+//!   sandbox never has (it can't be added, see [`ADDABLE_CAPS`]); the default seccomp profile allows
+//!   neither mount(2), umount2(2) nor unshare(2)/setns(2); and **a process in a landlock domain may not
+//!   change its mount topology at all** (mount, umount, remount, pivot_root and move_mount are EPERM
+//!   whatever its capabilities, e.g. in a nested user namespace, and also with `insecure_no_seccomp`).
+//!   That is what landlock adds by default; it keeps the masked and read-only /proc and /sys paths as the
+//!   runtime left them too.
 //! - A path that resolves outside the sandbox's own mount tree (into another mount namespace) is denied:
 //!   only `/` of the sandbox's tree has a rule.
 //! - `/etc/resolv.conf` and `/etc/hosts` (bridge networking) are the sandbox's own files, editable as
