@@ -411,7 +411,8 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     let e = cx.fails(&["create", "--bundle", b.path(), &id2]);
     assert!(e.contains("/x"), "{e}");
     // an unknown namespace type, a duplicate one, a hook that can't be executed, an unknown capability
-    let bad: [(&str, fn(&mut serde_json::Value), &str); 4] = [
+    type Edit = fn(&mut serde_json::Value);
+    let bad: [(&str, Edit, &str); 4] = [
         ("ns", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"})), "bogus"),
         ("dupns", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"})), "listed twice"),
         ("hook", |c| c["hooks"] = json!({"prestart": [{"path": "/etc/passwd"}]}), "prestart hook #0 (/etc/passwd)"),

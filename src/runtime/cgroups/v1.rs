@@ -203,7 +203,7 @@ fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     }
     // TCP buffer accounting still has its own v1 limit.
     optional(
-        &dir,
+        dir,
         "memory.kmem.tcp.limit_in_bytes",
         m.kernel_tcp().map(|t| t.to_string()),
         "linux.resources.memory.kernelTCP",

@@ -55,10 +55,10 @@ impl Drop for Cleanup<'_> {
         }
         if let Some((rootfs, before)) = &self.rootfs_before {
             // The child's bind of the rootfs (with whatever it mounted on it) is on top: detach it.
-            if let Some(now) = mounts::mount_id(rootfs).filter(|now| Some(*now) != *before) {
-                if let Err(e) = mounts::detach_rootfs(rootfs, now) {
-                    tracing::warn!("cleaning up after a failed create: {e}");
-                }
+            if let Some(now) = mounts::mount_id(rootfs).filter(|now| Some(*now) != *before)
+                && let Err(e) = mounts::detach_rootfs(rootfs, now)
+            {
+                tracing::warn!("cleaning up after a failed create: {e}");
             }
         }
         if let Some(cg) = &self.cgroup {
