@@ -24,6 +24,22 @@ type Tx = mpsc::Sender<Result<Bytes, std::io::Error>>;
 /// keeps the pipes open gets this long before the stream ends.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 
+/// The checks of an exec request that need no sandbox: stdin and tty only on an upgraded connection, and
+/// the timeout (returned) a positive number of seconds.
+pub fn check_request(body: &ExecRequest, upgrade: bool) -> Result<Option<Duration>, HttpError> {
+    if (body.stdin || body.tty) && !upgrade {
+        return Err(HttpError::bad_request(
+            "stdin and tty need a two-way stream: send `Connection: Upgrade` and `Upgrade: beam-stream`",
+        ));
+    }
+    if let Some(t) = body.timeout_seconds
+        && !(t > 0.0 && t.is_finite())
+    {
+        return Err(HttpError::bad_request(format!("timeout_seconds {t} must be a positive number")));
+    }
+    Ok(body.timeout_seconds.map(Duration::from_secs_f64))
+}
+
 /// The ExecSpec for a request: the sandbox's env, workdir and user unless overridden.
 pub fn exec_spec(e: &Entry, r: &ExecRequest) -> Result<ExecSpec, HttpError> {
     if r.cmd.is_empty() || r.cmd[0].is_empty() {
@@ -146,16 +162,7 @@ pub async fn exec(mgr: Arc<Manager>, e: Arc<Entry>, mut req: Request<Incoming>) 
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let body: ExecRequest = super::http::read_json(req.into_body(), ct.as_deref()).await?;
-    if (body.stdin || body.tty) && !upgrade {
-        return Err(HttpError::bad_request(
-            "stdin and tty need a two-way stream: send `Connection: Upgrade` and `Upgrade: beam-stream`",
-        ));
-    }
-    if let Some(t) = body.timeout_seconds
-        && !(t > 0.0 && t.is_finite())
-    {
-        return Err(HttpError::bad_request(format!("timeout_seconds {t} must be a positive number")));
-    }
+    let timeout = check_request(&body, upgrade)?;
     let spec = exec_spec(&e, &body)?;
     let (stdio, output, input) = if body.tty {
         (None, None, None)
@@ -199,7 +206,6 @@ pub async fn exec(mgr: Arc<Manager>, e: Arc<Entry>, mut req: Request<Incoming>) 
         }
         (None, None) => return Err(HttpError::internal("the init sent no pty for a tty exec")),
     };
-    let timeout = body.timeout_seconds.map(Duration::from_secs_f64);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let (sig_tx, sig_rx) = mpsc::channel::<i32>(4);
     let signals = on_upgrade.is_some().then_some(sig_rx);

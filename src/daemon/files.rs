@@ -218,7 +218,8 @@ fn method_not_allowed(m: &Method, sub: &str, allow: &str) -> HttpError {
 }
 
 /// `420`, `0644` or `0o644`.
-fn parse_mode(v: &str) -> Result<u32, HttpError> {
+#[doc(hidden)] // pub for fuzz/files_api
+pub fn parse_mode(v: &str) -> Result<u32, HttpError> {
     let bad = || HttpError::bad_request(format!("mode {v:?} is not a permission mode; use octal like 0644 or decimal like 420"));
     let m = if let Some(o) = v.strip_prefix("0o") {
         u32::from_str_radix(o, 8).map_err(|_| bad())?

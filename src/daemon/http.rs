@@ -132,8 +132,13 @@ pub async fn read_json<T: DeserializeOwned>(body: Incoming, content_type: Option
         }
         Err(e) => return Err(HttpError::bad_request(format!("reading the request body: {e}"))),
     };
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { bytes };
-    serde_json::from_slice(&bytes).map_err(|e| HttpError::bad_request(format!("request body is not valid JSON for this call: {e}")))
+    parse_json(&bytes)
+}
+
+/// A JSON request body (already read, within [`MAX_JSON`]) as `T`: an empty or all-whitespace body is `{}`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| HttpError::bad_request(format!("request body is not valid JSON for this call: {e}")))
 }
 
 /// Parse a query string into a multimap (percent-decoded, '+' = space).

@@ -111,7 +111,8 @@ impl Drop for ActiveGuard {
 }
 
 impl Entry {
-    pub(crate) fn new(rec: Record) -> Arc<Entry> {
+    #[doc(hidden)] // pub for fuzz/api_requests
+    pub fn new(rec: Record) -> Arc<Entry> {
         let exited = rec.sandbox.state == SandboxState::Exited;
         Arc::new(Entry {
             id: rec.sandbox.id.clone(),
@@ -423,7 +424,8 @@ impl Manager {
     }
 
     /// Validate a create request into the parts the lifecycle needs.
-    pub(crate) fn validate(&self, req: &CreateSandbox) -> Result<(f64, u64, u32, i64)> {
+    #[doc(hidden)] // pub for fuzz/api_requests
+    pub fn validate(&self, req: &CreateSandbox) -> Result<(f64, u64, u32, i64)> {
         let bad = |m: String| SandboxError::BadRequest(m);
         let cpu = req.cpu.unwrap_or(DEFAULT_CPU);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
@@ -476,7 +478,8 @@ impl Manager {
     }
 
     /// A fresh pending record for a validated request.
-    pub(crate) fn pending_record(&self, req: &CreateSandbox, img: &ImageRecord, v: (f64, u64, u32, i64)) -> Record {
+    #[doc(hidden)] // pub for fuzz/api_requests
+    pub fn pending_record(&self, req: &CreateSandbox, img: &ImageRecord, v: (f64, u64, u32, i64)) -> Record {
         let now = Utc::now();
         let (cpu, memory_mib, pids, keep_warm_seconds) = v;
         Record {
