@@ -32,12 +32,13 @@ pub fn check_request(body: &ExecRequest, upgrade: bool) -> Result<Option<Duratio
             "stdin and tty need a two-way stream: send `Connection: Upgrade` and `Upgrade: beam-stream`",
         ));
     }
-    if let Some(t) = body.timeout_seconds
-        && !(t > 0.0 && t.is_finite())
-    {
-        return Err(HttpError::bad_request(format!("timeout_seconds {t} must be a positive number")));
-    }
-    Ok(body.timeout_seconds.map(Duration::from_secs_f64))
+    body.timeout_seconds
+        .map(|t| match Duration::try_from_secs_f64(t) {
+            Ok(d) if t > 0.0 => Ok(d),
+            // try_from_secs_f64 refuses NaN, negatives and what a Duration can't hold (from_secs_f64 panicked).
+            _ => Err(HttpError::bad_request(format!("timeout_seconds {t} must be a positive number of seconds"))),
+        })
+        .transpose()
 }
 
 /// The ExecSpec for a request: the sandbox's env, workdir and user unless overridden.
@@ -414,5 +415,26 @@ impl Run {
             },
         };
         let _ = send(frames::EXIT, &serde_json::to_vec(&exit).expect("exit serializes")).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timeout no Duration holds was a panic in the handler (Duration::from_secs_f64 of
+    /// `{"cmd": ["a"], "timeout_seconds": 1e300}`, seen while writing fuzz/api_requests); now a 400 like NaN
+    /// or ≤ 0.
+    #[test]
+    fn exec_timeouts() {
+        let req = |t: f64| ExecRequest { cmd: vec!["a".into()], timeout_seconds: Some(t), ..Default::default() };
+        assert_eq!(check_request(&req(1.5), false).unwrap(), Some(Duration::from_millis(1500)));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300, f64::MAX] {
+            let e = check_request(&req(bad), false).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{bad}: {}", e.message);
+        }
+        let e = ExecRequest { cmd: vec!["sh".into()], tty: true, ..Default::default() };
+        assert!(check_request(&e, false).is_err());
+        assert_eq!(check_request(&e, true).unwrap(), None);
     }
 }

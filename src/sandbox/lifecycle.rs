@@ -453,7 +453,7 @@ impl Manager {
                         continue;
                     }
                     let v = e.view();
-                    let timed_out = v.timeout_seconds.is_some_and(|t| now >= v.created_at + chrono::Duration::seconds(t as i64));
+                    let timed_out = v.timeout_seconds.and_then(|t| super::manager::deadline(v.created_at, t)).is_some_and(|d| now >= d);
                     let idle = v.expires_at.is_some_and(|x| now >= x);
                     let reason = if timed_out {
                         ExitReason::Timeout

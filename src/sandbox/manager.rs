@@ -165,9 +165,9 @@ impl Entry {
         let last = chrono::DateTime::from_timestamp_millis(self.last_activity.load(Ordering::SeqCst)).unwrap_or_else(Utc::now);
         s.last_activity_at = last;
         if s.state == SandboxState::Running {
-            let idle = (s.keep_warm_seconds >= 0).then(|| last + chrono::Duration::seconds(s.keep_warm_seconds));
+            let idle = u64::try_from(s.keep_warm_seconds).ok().and_then(|k| deadline(last, k));
             let idle = idle.filter(|_| self.inflight.load(Ordering::SeqCst) == 0);
-            let timeout = s.timeout_seconds.map(|t| s.created_at + chrono::Duration::seconds(t as i64));
+            let timeout = s.timeout_seconds.and_then(|t| deadline(s.created_at, t));
             s.expires_at = match (idle, timeout) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -178,6 +178,13 @@ impl Entry {
         s.urls = if s.state == SandboxState::Exited { BTreeMap::new() } else { crate::gateway::urls(&s.id, &s.ports) };
         s
     }
+}
+
+/// `at` plus `secs` seconds; None when that is past what a timestamp holds: a deadline that never comes
+/// (`keep_warm_seconds`/`timeout_seconds` take any i64/u64; found by fuzz/api_requests — the unchecked sum
+/// panicked under the record's lock, poisoning it).
+pub(crate) fn deadline(at: chrono::DateTime<Utc>, secs: u64) -> Option<chrono::DateTime<Utc>> {
+    at.checked_add_signed(chrono::TimeDelta::try_seconds(i64::try_from(secs).ok()?)?)
 }
 
 /// Filters of `GET /v1/sandboxes`.
@@ -678,4 +685,48 @@ fn install_init(run_dir: &Path) -> Result<PathBuf> {
         internal(format!("installing the sandbox init at {}", path.display()))(e.to_string())
     })?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keep-warm and timeouts past the end of time (PATCH {"keep_warm_seconds": 9223372036854775807} made
+    /// every later view of the sandbox panic): they never expire, and nothing panics.
+    #[test]
+    fn far_deadlines_never_come() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config { root: d.path().join("root"), run_dir: d.path().join("run"), network: None };
+        let mgr = Manager::open(cfg).unwrap();
+        let img = ImageRecord {
+            id: crate::image::digest::Digest::of(b"config"),
+            manifest: crate::image::digest::Digest::of(b"manifest"),
+            manifest_media_type: String::new(),
+            layers: Vec::new(),
+            names: Vec::new(),
+            added: Utc::now(),
+        };
+        let far = [(i64::MAX, None), (1 << 62, Some(1 << 62)), (1, Some(u64::MAX)), (1, Some(i64::MAX as u64))];
+        for (keep_warm, timeout) in far {
+            let req = CreateSandbox {
+                image: "busybox".into(),
+                keep_warm_seconds: Some(keep_warm),
+                timeout_seconds: timeout,
+                ..Default::default()
+            };
+            let v = mgr.validate(&req).unwrap();
+            let mut rec = mgr.pending_record(&req, &img, v);
+            rec.sandbox.state = SandboxState::Running;
+            let e = Entry::new(rec);
+            let s = e.view();
+            let idle_only = (keep_warm == 1).then(|| s.last_activity_at + chrono::Duration::seconds(1));
+            assert_eq!(s.expires_at, idle_only, "{keep_warm} {timeout:?}");
+            let u = api::UpdateSandbox { keep_warm_seconds: Some(i64::MAX), timeout_seconds: Some(u64::MAX), ..Default::default() };
+            assert_eq!(mgr.update(&e, &u).unwrap().expires_at, None);
+        }
+        let now = Utc::now();
+        assert_eq!(deadline(now, 10), Some(now + chrono::Duration::seconds(10)));
+        assert_eq!(deadline(now, u64::MAX), None);
+        assert_eq!(deadline(now, i64::MAX as u64), None);
+    }
 }
