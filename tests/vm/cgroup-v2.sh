@@ -43,28 +43,18 @@ NET=$(test_bins --test beamd_net | tail -n1)
 NETMODS="nf_tables nft_chain_nat nft_masq nft_ct nft_meta_bridge bridge veth"
 export BEAM_VM_MODULES="loop ext4 $NETMODS"
 
-# The OCI validation suite (scripts/conformance.sh; built here, run there against the debug beam-oci that
-# cargo test built), checked against the VM's expected-pass list. Under TCG a suite test takes 20-60 s, so
-# CI runs a few here (the host stage runs the whole suite): process_capabilities, which this host's bounding
-# set can't pass, and the namespace, propagation, id-mapping, sysctl and hook tests on the v2 kernel. (The
-# suite's cgroup tests can't pass on any pure v2 host: runtime-tools 260e151 reads only v1 hierarchies.)
-# BEAM_CONFORMANCE_VM=1 runs all of it for beam-oci, runc and crun instead, for docs/conformance.md (about
-# 30-60 min each). Skipped when ../shared/conformance is not beside the repo.
+# The OCI validation suite in the VM (scripts/conformance.sh; built here, run there) only with
+# BEAM_CONFORMANCE_VM=1, for docs/conformance.md, and not as a CI gate: under TCG a suite test takes 20-300 s,
+# and the suite's own fixed 5-10 s waits for a container's status then time out ("timeout in waiting for the
+# container status"), so its results there say more about the emulator than about the runtime. The host
+# stage (scripts/test.sh) runs the whole suite and gates on tests/conformance/expected-pass.txt.
 CONF=()
-if bash scripts/conformance.sh build 2>/dev/null; then
+if [ "${BEAM_CONFORMANCE_VM:-}" = 1 ] && bash scripts/conformance.sh build; then
     export BEAM_VM_OUT=$PWD/target/vm-out
     mkdir -p "$BEAM_VM_OUT"
-    if [ "${BEAM_CONFORMANCE_VM:-}" = 1 ]; then
-        for rt in target/debug/beam-oci runc crun; do
-            CONF+=("TEST_TIMEOUT=600 RTVAL_LOGS=$BEAM_VM_OUT/logs bash scripts/conformance.sh run $rt $BEAM_VM_OUT/vm-$(basename $rt).tsv")
-        done
-    else
-        CONF=("echo '== OCI validation suite (a part), beam-oci (pure v2)'"
-            "TEST_TIMEOUT=600 RTVAL_LOGS=$BEAM_VM_OUT/logs bash scripts/conformance.sh run target/debug/beam-oci $BEAM_VM_OUT/vm-beam-oci.tsv '^(process_capabilities|linux_ns_itype|linux_rootfs_propagation|linux_uid_mappings|linux_sysctl|hooks_stdin|poststart_fail)\$'"
-            "bash scripts/conformance.sh check $BEAM_VM_OUT/vm-beam-oci.tsv tests/conformance/expected-pass-vm.txt")
-    fi
-else
-    echo "cgroup-v2.sh: no conformance kit beside the repo (../shared/conformance); the VM skips the OCI suite" >&2
+    for rt in target/debug/beam-oci runc crun; do
+        CONF+=("TEST_TIMEOUT=600 RTVAL_LOGS=$BEAM_VM_OUT/logs bash scripts/conformance.sh run $rt $BEAM_VM_OUT/vm-$(basename $rt).tsv${BEAM_CONFORMANCE_FILTER:+ '$BEAM_CONFORMANCE_FILTER'}")
+    done
 fi
 
 q() { printf '%q ' "$@"; }
