@@ -107,6 +107,8 @@ out = [
     "beam-oci it built and fails when a test in `tests/conformance/expected-pass.txt` stops passing. In the VM",
     "it runs only on request (`BEAM_CONFORMANCE_VM=1 tests/vm/cgroup-v2.sh`): under TCG emulation one test takes",
     "20–300 s and the suite's own fixed waits time out, so a VM cell that failed by timeout says little.",
+    "A – means the test was not run there. Tests that can pass only by winning a race with the container's",
+    "own process (killsig, pidfile, poststart) are not in the expected-pass list.",
     "",
     "| test | " + head + " | why a test fails |",
     "|---|" + "---|" * len(present) + "---|",
