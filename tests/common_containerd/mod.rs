@@ -180,6 +180,7 @@ impl Containerd {
         let mut cmd = Command::new("unshare");
         cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
             .env("TMPDIR", d.join("tmp"))
+            .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf);
@@ -235,7 +236,9 @@ impl Containerd {
         if let Some(ns) = ns {
             c.args(["--namespace", ns]);
         }
-        c.args(args).stdin(Stdio::null());
+        // ctr puts its fifos under $XDG_RUNTIME_DIR when it is set (the VM sets /run/user/0), and our /run
+        // is a fresh tmpfs in containerd's namespace: use its default, /run/containerd/fifo, there.
+        c.args(args).stdin(Stdio::null()).env_remove("XDG_RUNTIME_DIR");
         c
     }
 
