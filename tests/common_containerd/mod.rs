@@ -22,7 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every ctr call is bounded (seconds), so a hung shim or runtime fails the test instead of hanging it.
-const CTR_TIMEOUT: u32 = 60;
+const CTR_TIMEOUT: u32 = 600;
 
 pub fn beam_oci() -> &'static str {
     env!("CARGO_BIN_EXE_beam-oci")
@@ -218,7 +218,7 @@ impl Containerd {
                     break;
                 }
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "containerd not ready after 60 s{}", c.diag());
+            assert!(start.elapsed() < Duration::from_secs(300), "containerd not ready after 300 s{}", c.diag());
             std::thread::sleep(Duration::from_millis(50));
         }
         c
@@ -283,7 +283,7 @@ impl Containerd {
 
     pub fn await_task_status(&self, ns: &str, id: &str, want: &str) {
         await_cond(
-            Duration::from_secs(20),
+            Duration::from_secs(300),
             &format!("task {id} to be {want}"),
             || self.task_status(ns, id).as_deref() == Some(want),
             || format!("\n(task ls: {}){}", self.ctr_ok(ns, &["task", "ls"]), self.diag()),
