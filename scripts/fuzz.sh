@@ -12,7 +12,8 @@
 # build` (address sanitizer, release, the fuzz crate's own target dir fuzz/target), then runs each binary
 # directly with `-jobs=1 -workers=1` (one fuzzing process), a 10 s per-input timeout (a hang is a finding),
 # a 2 GiB RSS limit, the target's dictionary (fuzz/dicts) and corpus (fuzz/corpus/<target>, seeded by
-# fuzz/seeds.py when empty). Crashes land in fuzz/artifacts/<target>/; logs in fuzz/target/fuzz-logs/<target>-<time>.log.
+# fuzz/seeds.py when empty), LeakSanitizer suppressions from fuzz/lsan.supp. Crashes land in
+# fuzz/artifacts/<target>/; logs in fuzz/target/fuzz-logs/<target>-<time>.log.
 # Prints per target: runs, seconds, execs/s, corpus size, crashes; exits 1 if any target crashed.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,7 @@ NEW="layer_unpack bundle_config api_requests files_api"
 what=${1:-}
 secs=${2:-600}
 case "$what" in
-    "" | -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    "" | -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     list) targets_all; exit 0 ;;
     all) targets=$(targets_all) ;;
     new) targets=$NEW ;;
@@ -65,12 +66,12 @@ for t in $targets; do
     # in a scratch dir and keep that log.
     work=$(mktemp -d /tmp/beam-fuzz-run.XXXXXX)
     rc=0
-    (cd "$work" && nice -n "${NICE:-10}" "$bin_dir/$t" -jobs=1 -workers=1 -max_total_time="$secs" -timeout=10 \
+    (cd "$work" && LSAN_OPTIONS="suppressions=$FUZZ/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" nice -n "${NICE:-10}" "$bin_dir/$t" -jobs=1 -workers=1 -max_total_time="$secs" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" ${FUZZ_ARGS:-} \
         "$corpus") >"$log.driver" 2>&1 || rc=$?
     cat "$work"/fuzz-*.log >"$log" 2>/dev/null || true
     cat "$log.driver" >>"$log"
-    rm -rf "$work" "$log.driver"
+    rm -rf "$work" "$log.driver" "${BEAM_FUZZ_TMP:-/dev/shm}/beam-fuzz-$t" "/tmp/beam-fuzz-$t"
     elapsed=$(( $(date +%s) - start ))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     [ -n "$runs" ] || runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
