@@ -175,12 +175,14 @@ stats=$({ grep -v '^FAIL' "$T/soak" || true; } | sort -n | awk '{a[NR] = $1} fun
     END {if (NR) printf "p50 %d ms, p90 %d ms, p99 %d ms, max %d ms", q(0.5), q(0.9), q(0.99), a[NR]}')
 RSS_END=$(rss_kib) FDS_END=$(fds) THREADS_END=$(threads) MOUNTS_END=$(mounts_here)
 RSS_MAX=$(awk 'BEGIN {m=0} $2 > m {m=$2} END {print m}' "$T/samples")
+# Growth over the second half tells a leak (still climbing) from allocator warm-up (flat by then).
+RSS_MID=$(awk '{a[NR] = $2} END {print a[int((NR + 1) / 2)]}' "$T/samples")
 FDS_MAX=$(awk 'BEGIN {m=0} $3 > m {m=$3} END {print m}' "$T/samples")
 
 echo
 echo "soak: $CYCLES cycles (create → exec → stop → rm), $PARALLEL at a time, bridge network ($NETNS netns)"
 echo "  cycles ok $ok, failed $fails, in $secs s: $(awk -v n="$ok" -v s="$secs" 'BEGIN {printf "%.2f", n / s}') cycles/s; per cycle $stats"
-echo "  beamd RSS KiB: start $RSS_START, after warm-up $RSS_BASE, end $RSS_END (max sampled $RSS_MAX)"
+echo "  beamd RSS KiB: start $RSS_START, after warm-up $RSS_BASE, end $RSS_END (max sampled $RSS_MAX; mid-soak $RSS_MID, so $((RSS_END - RSS_MID)) KiB over the second half)"
 echo "  beamd fds: start $FDS_START, after warm-up $FDS_BASE, end $FDS_END (max sampled $FDS_MAX); threads $THREADS_START / $THREADS_BASE / $THREADS_END"
 echo "checks (beamd running):"
 check "cycles" "$([ "$fails" = 0 ] && echo 0 || echo 1)" "$fails failed$( [ "$fails" = 0 ] || echo ": $(grep '^FAIL' "$T/soak" | head -3 | tr '\n' ';') see $T/fail.*")"
