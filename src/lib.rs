@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod gateway;
 pub mod image;
 pub mod netns;
+pub mod random;
 pub mod runtime;
 pub mod sandbox;

@@ -2,13 +2,13 @@
 //! then through what the handler does next with an accepted request, short of making anything:
 //!
 //! byte 0 picks the route, the rest is the body —
-//! 0 `POST /v1/sandboxes`: `http::parse_json::<CreateSandbox>` → `Manager::validate` → `pending_record` →
+//! 0 `POST /v1/sandboxes`: `http::parse_json::<CreateSandbox>` → `Offer::validate` → `pending_record` →
 //!   the `Sandbox` view of it as running, serialized as the response is;
 //! 1 `PATCH /v1/sandboxes/{ref}`: `UpdateSandbox` → `Manager::update` on a running sandbox (bridge or none
 //!   network, by byte 1) → view;
 //! 2 `POST …/exec`: `ExecRequest` → `exec::check_request` (upgraded or not, by byte 1) → `exec::exec_spec`
 //!   (users resolved in the fuzzer's own root, read-only) → the init packet it would send;
-//! 3 `POST …/ports`: `ExposePort` without `host_port` (that would bind a host port) → `expose_port` → view;
+//! 3 `POST …/ports`: `ExposePort` without `host_port` (that would bind a host port) → `ports::expose` → view;
 //! 4 `POST …/stop`, 5 `POST …/processes/{pid}/signal` (`parse_signal`), 6 `POST /v1/images/pull`
 //!   (reference normalization, store lookup — never a pull), 7 `POST …/files/mkdir` (the mode check);
 //! 8 a query string (`http::query`, `flag`, `number`), 9 a path (`/`-split, `http::decode` per segment).
@@ -27,7 +27,8 @@ use beam::daemon::{exec, http};
 use beam::image::digest::Digest;
 use beam::image::store::ImageRecord;
 use beam::sandbox::initproto::Request as InitRequest;
-use beam::sandbox::manager::{Config, Entry, Manager};
+use beam::sandbox::manager::{Config, Manager};
+use beam::sandbox::Entry;
 use beam::sandbox::record::Record;
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, LazyLock};
@@ -41,7 +42,7 @@ struct Fixture {
 
 static FIX: LazyLock<Fixture> = LazyLock::new(|| {
     let work = common::scratch("api_requests");
-    let cfg = Config { root: work.join("root"), run_dir: work.join("run"), network: None };
+    let cfg = Config { root: work.join("root"), run_dir: work.join("run"), network: None, public: None };
     let mgr = Manager::open(cfg).expect("opening a manager on the scratch root");
     let img = ImageRecord {
         id: Digest::of(b"config"),
@@ -52,8 +53,8 @@ static FIX: LazyLock<Fixture> = LazyLock::new(|| {
         added: chrono::Utc::now(),
     };
     let req = CreateSandbox { image: "busybox".into(), ..Default::default() };
-    let v = mgr.validate(&req).expect("the default request is valid");
-    let mut running = mgr.pending_record(&req, &img, v);
+    let v = mgr.offer().validate(&req).expect("the default request is valid");
+    let mut running = mgr.offer().pending_record(&req, &img, v).expect("a record for it");
     running.sandbox.state = SandboxState::Running;
     running.sandbox.pid = Some(std::process::id() as i32);
     running.sandbox.started_at = Some(chrono::Utc::now());
@@ -76,11 +77,11 @@ fuzz_target!(|data: &[u8]| {
     match route % 10 {
         0 => {
             let Some(req) = body::<CreateSandbox>(rest) else { return };
-            let Ok(v) = f.mgr.validate(&req) else { return };
-            let mut rec = f.mgr.pending_record(&req, &f.img, v);
-            respond(&Entry::new(rec.clone()).view());
+            let Ok(v) = f.mgr.offer().validate(&req) else { return };
+            let Ok(mut rec) = f.mgr.offer().pending_record(&req, &f.img, v) else { return };
+            respond(&f.mgr.view(&Entry::new(rec.clone())));
             rec.sandbox.state = SandboxState::Running;
-            respond(&Entry::new(rec).view());
+            respond(&f.mgr.view(&Entry::new(rec)));
         }
         1 => {
             let Some(u) = body::<UpdateSandbox>(&rest[rest.len().min(1)..]) else { return };
@@ -91,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
             let e = Entry::new(rec);
             if let Ok(s) = f.mgr.update(&e, &u) {
                 respond(&s);
-                respond(&e.view());
+                respond(&f.mgr.view(&e));
             }
         }
         2 => {
@@ -109,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
             let Some(mut p) = body::<ExposePort>(rest) else { return };
             p.host_port = None;
             let e = Entry::new(f.running.clone());
-            if let Ok(s) = beam::gateway::expose_port(&e, &f.mgr, &p) {
+            if let Ok(s) = beam::sandbox::ports::expose(&f.mgr, &e, &p) {
                 respond(&s);
             }
         }

@@ -6,7 +6,7 @@ use crate::api::{ExecExit, ExecRequest, Resize, SignalRequest, frames};
 use crate::image::bundle;
 use crate::sandbox::initclient::{ExecHandle, InitClientError};
 use crate::sandbox::initproto::{ExecSpec, MAX_PACKET, Request as InitRequest};
-use crate::sandbox::manager::{Entry, Manager};
+use crate::sandbox::{Entry, Manager};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
@@ -323,7 +323,7 @@ struct Run {
     oom_before: u64,
     /// Signals from the client (upgraded connections).
     signals: Option<mpsc::Receiver<i32>>,
-    _guard: crate::sandbox::manager::ActiveGuard,
+    _guard: crate::sandbox::ActiveGuard,
 }
 
 impl Run {

@@ -4,7 +4,7 @@
 use super::http::{self, HttpError, Resp, flag, no_content, one, streaming};
 use crate::api::{FileType, Mkdir};
 use crate::sandbox::files::SandboxFs;
-use crate::sandbox::manager::{Entry, Manager};
+use crate::sandbox::{Entry, Manager};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

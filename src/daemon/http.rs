@@ -1,7 +1,7 @@
 //! HTTP plumbing for beamd: body types, JSON in and out, errors as `{code, message}`, query strings.
 
 use crate::api::ApiError;
-use crate::sandbox::manager::SandboxError;
+use crate::sandbox::SandboxError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
@@ -57,9 +57,27 @@ impl HttpError {
     }
 }
 
+/// The one place a sandbox error becomes an HTTP status and slug: the caller's mistakes are 4xx,
+/// beamd's own failures 500.
 impl From<SandboxError> for HttpError {
     fn from(e: SandboxError) -> Self {
-        HttpError::new(e.http_status(), e.code(), e.to_string())
+        use crate::image::bundle::BundleError;
+        let (status, code) = match &e {
+            SandboxError::Invalid { .. } | SandboxError::Image(_) | SandboxError::Start(_) => (400, "bad_request"),
+            SandboxError::Bundle(BundleError::Invalid(_) | BundleError::User { .. }) => (400, "bad_request"),
+            SandboxError::NotFound { .. } => (404, "not_found"),
+            SandboxError::NotRunning { .. }
+            | SandboxError::StillRunning { .. }
+            | SandboxError::NameTaken { .. }
+            | SandboxError::Conflict(_) => (409, "conflict"),
+            SandboxError::Net(_)
+            | SandboxError::Store(_)
+            | SandboxError::Bundle(_)
+            | SandboxError::Runtime(_)
+            | SandboxError::Io { .. }
+            | SandboxError::Internal(_) => (500, "internal"),
+        };
+        HttpError::new(status, code, e.to_string())
     }
 }
 
@@ -141,42 +159,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     serde_json::from_slice(bytes).map_err(|e| HttpError::bad_request(format!("request body is not valid JSON for this call: {e}")))
 }
 
-/// Parse a query string into a multimap (percent-decoded, '+' = space).
+/// Parse a query string into a multimap (percent-decoded; '+' is a space, as HTML forms and curl
+/// --data-urlencode write it).
 pub fn query(q: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, HttpError> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let part = |s: &str| decode(&s.replace('+', " "));
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.entry(decode(k)?).or_default().push(decode(v)?);
+        out.entry(part(k)?).or_default().push(part(v)?);
     }
     Ok(out)
 }
 
+/// Percent-decode a path segment (RFC 3986: '+' is itself). A '%' not followed by two hex digits, or
+/// bytes that are not UTF-8 once decoded, are a 400.
 pub fn decode(s: &str) -> Result<String, HttpError> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 3 <= b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => out.push(v),
-                    None => return Err(HttpError::bad_request(format!("bad percent-encoding in {s:?}"))),
-                }
-                i += 3;
-            }
-            b'%' => return Err(HttpError::bad_request(format!("bad percent-encoding in {s:?}"))),
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    if (0..b.len()).any(|i| b[i] == b'%' && !(hex(i + 1) && hex(i + 2))) {
+        return Err(HttpError::bad_request(format!("bad percent-encoding in {s:?}; write a '%' as %25")));
     }
-    String::from_utf8(out).map_err(|_| HttpError::bad_request(format!("{s:?} is not UTF-8 once decoded")))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .map_err(|_| HttpError::bad_request(format!("{s:?} is not UTF-8 once decoded")))
 }
 
 /// One query value.
@@ -210,6 +216,12 @@ mod tests {
         assert_eq!(q["tag"], vec!["k=v".to_string(), "x=y".to_string()]);
         assert!(flag(&q, "follow").unwrap());
         assert!(query(Some("path=%zz")).is_err());
+        // '+' is a space in a query, itself in a path (RFC 3986); %2B is '+' in both.
+        assert_eq!(one(&query(Some("a=1%2B1+x")).unwrap(), "a"), Some("1+1 x"));
+        assert_eq!(decode("a+b%2Bc%20d").unwrap(), "a+b+c d");
+        for bad in ["%", "%4", "a%g0", "%c3%28"] {
+            assert_eq!(decode(bad).unwrap_err().status, 400, "{bad}");
+        }
         assert!(query(Some("path=%2")).is_err());
         assert!(number::<u64>(&q, "path").is_err());
     }

@@ -3,7 +3,7 @@
 
 use super::http::{HttpError, Resp, streaming};
 use crate::api::SandboxState;
-use crate::sandbox::manager::{Entry, Manager};
+use crate::sandbox::{Entry, Manager};
 use crate::sandbox::record;
 use bytes::Bytes;
 use hyper::StatusCode;

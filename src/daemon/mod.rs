@@ -105,14 +105,12 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         return Err(DaemonError::Setup("--listen needs --token-file: every TCP request must carry a bearer token".into()));
     }
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| DaemonError::Setup(format!("{}: {e}", opts.run_dir.display())))?;
-    let mgr = Manager::open(Config { root: opts.root.clone(), run_dir: opts.run_dir.clone(), network: opts.network.clone() })
-        .map_err(|e| DaemonError::Setup(e.to_string()))?;
-    let unix = bind_unix(&opts.socket)?;
-    // Before the API serves, so that every Sandbox it shows has its `urls`.
+    // The gateway's listener first: its URL scheme is part of the manager's config, so that every
+    // Sandbox the API shows has its `urls`.
     let gateway = match &opts.gateway {
         None => None,
         Some(g) => match crate::gateway::bind(&g.config).await {
-            Ok(l) => Some(l),
+            Ok(bound) => Some(bound),
             Err(e) if g.required => return Err(DaemonError::Setup(e.to_string())),
             Err(e) => {
                 tracing::warn!("{e}; running without the gateway (sandboxes get no URLs); pick one with --gateway ADDR");
@@ -120,11 +118,18 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             }
         },
     };
-    mgr.recover().await;
-    mgr.spawn_timers();
-    if let Some(l) = gateway {
-        let domain = opts.gateway.as_ref().map(|g| g.config.domain.clone()).unwrap_or_default();
-        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), %domain, "serving the gateway to sandbox ports");
+    let cfg = Config {
+        root: opts.root.clone(),
+        run_dir: opts.run_dir.clone(),
+        network: opts.network.clone(),
+        public: gateway.as_ref().map(|(_, public)| public.clone()),
+    };
+    let mgr = Manager::open(cfg).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let unix = bind_unix(&opts.socket)?;
+    crate::sandbox::recovery::recover(&mgr).await;
+    crate::sandbox::timers::spawn(&mgr);
+    if let Some((l, public)) = gateway {
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), domain = %public.domain, "serving the gateway to sandbox ports");
         crate::gateway::spawn(mgr.clone(), l).map_err(|e| DaemonError::Setup(e.to_string()))?;
     }
     let token = opts.token.clone().map(Arc::new);

@@ -102,7 +102,7 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
             Method::GET => {
                 let e = mgr.get(r)?;
                 e.touch();
-                Ok(ok_json(&e.view()))
+                Ok(ok_json(&mgr.view(&e)))
             }
             Method::PATCH => {
                 let e = mgr.get(r)?;
@@ -142,7 +142,7 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
                     Some(t) => return Err(HttpError::bad_request(format!("timeout_seconds {t} must be ≥ 0"))),
                     None => e.exited().await,
                 }
-                Ok(ok_json(&e.view()))
+                Ok(ok_json(&mgr.view(&e)))
             }
             _ => Err(not_allowed("POST")),
         },
@@ -157,7 +157,7 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
             Method::POST => {
                 let e = mgr.get_running(r)?;
                 let p: api::ExposePort = json_body(req).await?;
-                Ok(ok_json(&crate::gateway::expose_port(&e, &mgr, &p)?))
+                Ok(ok_json(&crate::sandbox::ports::expose(&mgr, &e, &p)?))
             }
             _ => Err(not_allowed("POST")),
         },
@@ -252,7 +252,7 @@ async fn pull(mgr: Arc<Manager>, req: PullRequest) -> Result<Resp, HttpError> {
         let progress = move |status: String| {
             let _ = tx2.try_send(Ok(line(&PullProgress { status, id: None, error: None })));
         };
-        let last = match mgr.ensure_image(&req.image, &progress).await {
+        let last = match crate::sandbox::images::ensure_image(mgr.store(), &req.image, &progress).await {
             Ok(img) => PullProgress { status: "done".into(), id: Some(img.id.to_string()), error: None },
             Err(e) => PullProgress { status: "failed".into(), id: None, error: Some(e.to_string()) },
         };

@@ -13,20 +13,20 @@
 //! behind the API's work.
 
 mod auth;
-pub mod dial;
-pub mod forward;
 mod page;
 mod proxy;
 pub mod target;
 
-use crate::api::Sandbox;
-use crate::sandbox::manager::{Entry, ListFilter, Manager, SandboxError};
+use crate::netns::dial;
+use crate::sandbox::manager::{ListFilter, Manager};
+use crate::sandbox::ports::PublicUrls;
+use crate::sandbox::{Entry, SandboxError};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Default listen address of the gateway.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8790";
@@ -49,71 +49,6 @@ pub struct Config {
     pub addr: SocketAddr,
     /// URLs are `http://<id>-<port>.<domain>[:<port of addr>]/`.
     pub domain: String,
-}
-
-/// What the public URLs are made of (set once, when the gateway starts).
-#[derive(Debug, Clone)]
-struct Public {
-    domain: String,
-    port: u16,
-}
-
-static PUBLIC: OnceLock<Public> = OnceLock::new();
-
-/// The gateway URL of each port of a sandbox (empty while no gateway runs in this process).
-pub fn urls(id: &str, ports: &[u16]) -> BTreeMap<String, String> {
-    let Some(p) = PUBLIC.get() else { return BTreeMap::new() };
-    let host_port = if p.port == 80 { String::new() } else { format!(":{}", p.port) };
-    ports.iter().map(|port| (port.to_string(), format!("http://{id}-{port}.{}{host_port}/", p.domain))).collect()
-}
-
-/// A new random gateway token: 32 characters of [a-z0-9] (~165 bits).
-pub fn new_token() -> String {
-    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(32);
-    while out.len() < 32 {
-        let mut raw = [0u8; 48];
-        // SAFETY: getrandom writes at most raw.len() bytes into raw.
-        let n = unsafe { libc::getrandom(raw.as_mut_ptr().cast(), raw.len(), 0) };
-        // 252 = 7 · 36: dropping the top values keeps every character equally likely.
-        for b in raw.iter().take(n.max(0) as usize).filter(|b| **b < 252) {
-            if out.len() < 32 {
-                out.push(ALPHABET[(*b % 36) as usize] as char);
-            }
-        }
-    }
-    out
-}
-
-/// `POST /v1/sandboxes/{ref}/ports`: expose one more port of a running sandbox through the gateway and,
-/// with `host_port`, forward it as raw TCP from that host port too.
-pub fn expose_port(e: &Arc<Entry>, mgr: &Manager, req: &crate::api::ExposePort) -> Result<Sandbox, SandboxError> {
-    let port = u16::try_from(req.port).ok().filter(|p| *p > 0).ok_or_else(|| {
-        SandboxError::BadRequest(format!("port {} is not a TCP port; use 1-65535", req.port))
-    })?;
-    let publish = match req.host_port {
-        None => None,
-        Some(h) => {
-            let host_port = u16::try_from(h).ok().filter(|p| *p > 0).ok_or_else(|| {
-                SandboxError::BadRequest(format!("host_port {h} is not a TCP port; use 1-65535"))
-            })?;
-            let p = crate::api::Publish { port, host_port, host_ip: req.host_ip.clone().unwrap_or_else(|| crate::api::DEFAULT_HOST_IP.into()) };
-            Some((forward::bind(&p)?, p))
-        }
-    };
-    e.touch();
-    mgr.update_record(e, |r| {
-        if !r.sandbox.ports.contains(&port) {
-            r.sandbox.ports.push(port);
-        }
-        if let Some((_, p)) = &publish {
-            r.sandbox.published.push(p.clone());
-        }
-    });
-    if let Some((l, p)) = publish {
-        forward::serve(e.clone(), l, p.port);
-    }
-    Ok(e.view())
 }
 
 /// The gateway's shared state.
@@ -161,9 +96,9 @@ impl Gateway {
     }
 }
 
-/// Bind the gateway's listener and publish its URL scheme (before the API serves, so that every
+/// Bind the gateway's listener; its URL scheme goes into the sandbox manager's config (so that every
 /// `Sandbox` shows its `urls`).
-pub async fn bind(cfg: &Config) -> Result<tokio::net::TcpListener, GatewayError> {
+pub async fn bind(cfg: &Config) -> Result<(tokio::net::TcpListener, PublicUrls), GatewayError> {
     let domain = cfg.domain.trim_end_matches('.').to_ascii_lowercase();
     let ok = !domain.is_empty()
         && domain.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
@@ -172,17 +107,16 @@ pub async fn bind(cfg: &Config) -> Result<tokio::net::TcpListener, GatewayError>
     }
     let l = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|err| GatewayError::Bind { addr: cfg.addr, err })?;
     let port = l.local_addr().map(|a| a.port()).unwrap_or(cfg.addr.port());
-    let _ = PUBLIC.set(Public { domain, port });
-    Ok(l)
+    Ok((l, PublicUrls { domain, port }))
 }
 
 /// Serve the gateway on a bound listener (runs until the process ends): one thread per CPU (at most 16),
 /// each with a current-thread runtime accepting from the same listening socket.
 pub fn spawn(mgr: Arc<Manager>, listener: tokio::net::TcpListener) -> Result<(), GatewayError> {
-    let public = PUBLIC.get().cloned().unwrap_or(Public { domain: DEFAULT_DOMAIN.into(), port: 0 });
+    let public = mgr.config().public.clone().unwrap_or(PublicUrls { domain: DEFAULT_DOMAIN.into(), port: 0 });
     let gw = Arc::new(Gateway {
+        dialer: mgr.dialer(),
         mgr,
-        dialer: Arc::new(dial::NetnsDialer::new()),
         domain: public.domain,
         port: public.port,
         watched: Mutex::new(HashSet::new()),
@@ -258,16 +192,5 @@ async fn serve_conn(gw: Arc<Gateway>, s: tokio::net::TcpStream, peer: SocketAddr
         .await;
     if let Err(e) = served {
         tracing::debug!(%peer, "gateway connection: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tokens() {
-        let a = super::new_token();
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{a}");
-        assert_ne!(a, super::new_token());
     }
 }

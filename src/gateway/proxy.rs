@@ -9,11 +9,11 @@
 
 use super::Gateway;
 use super::auth::{self, Via};
-use super::dial::Dial;
+use crate::netns::dial::Dial;
 use super::page::{self, Body, Page};
 use super::target::{self, Parsed, Style, Target};
 use crate::api::{Sandbox, SandboxState};
-use crate::sandbox::manager::{ActiveGuard, Entry};
+use crate::sandbox::{ActiveGuard, Entry};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};

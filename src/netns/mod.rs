@@ -33,6 +33,7 @@
 //!   and firewall elements of every sandbox not in `live`.
 
 mod bridge;
+pub mod dial;
 mod dns;
 mod error;
 pub mod firewall;

@@ -1,8 +1,10 @@
-//! Sandbox lifecycle: create, watch for exit, stop, keep-warm/timeout timers, recovery after a beamd
-//! restart.
+//! Sandbox lifecycle: create, watch for exit, finish, stop.
 
 use super::config::{self, InitArgs, Limits};
-use super::manager::{Entry, LOG_MAX, Manager, SandboxError, UID_RANGE};
+use super::entry::Entry;
+use super::error::{Result, SandboxError};
+use super::manager::{LOG_MAX, Manager, UID_RANGE};
+use super::ports;
 use super::record::{self, Record};
 use crate::api::{CreateSandbox, ExitReason, Sandbox, SandboxState};
 use crate::image::bundle::{self, Overrides};
@@ -17,8 +19,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-
-type Result<T> = std::result::Result<T, SandboxError>;
 
 /// What the blocking part of create learned.
 /// The host side of a bridge network, made by a task running beside the sandbox's creation
@@ -62,20 +62,21 @@ fn control_listener(path: &Path) -> std::io::Result<OwnedFd> {
 impl Manager {
     /// Create and start a sandbox; returns once its init answers.
     pub async fn create(self: &Arc<Self>, req: CreateSandbox) -> Result<Sandbox> {
-        let v = self.validate(&req)?;
+        let offer = self.offer();
+        let limits = offer.validate(&req)?;
         // Host ports first: a taken one fails the create before anything is made.
         let forwards = req
             .publish
             .iter()
-            .map(|p| crate::gateway::forward::bind(p).map(|l| (l, p.port)))
+            .map(|p| ports::bind(p).map(|l| (l, p.port)))
             .collect::<Result<Vec<_>>>()?;
-        let img = self.ensure_image(&req.image, &|_| {}).await?;
-        let rec = self.pending_record(&req, &img, v);
-        let policy = super::manager::parse_policy(req.block_network, req.cidr_allowlist.as_deref())?;
+        let img = super::images::ensure_image(&self.store, &req.image, &|_| {}).await?;
+        let rec = offer.pending_record(&req, &img, limits)?;
+        let policy = super::validate::parse_policy(req.block_network, req.cidr_allowlist.as_deref())?;
         let e = self.reserve(rec, !req.insecure_no_userns)?;
         // A bridge network's host side (lease, firewall: an `nft` run) is made while the sandbox is.
         let (net_tx, net_rx) = std::sync::mpsc::sync_channel(1);
-        let reserving = match (&self.net, self.network_mode(&req)) {
+        let reserving = match (&self.net, offer.network_mode(&req)) {
             (Some(net), crate::api::NetworkMode::Bridge) => {
                 let (net, id) = (net.clone(), e.id.clone());
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -97,7 +98,7 @@ impl Manager {
         let (e2, req2) = (e.clone(), req.clone());
         let created = tokio::task::spawn_blocking(move || mgr.create_blocking(&e2, &req2, &img, net_rx))
             .await
-            .map_err(|err| SandboxError::Internal(format!("create task: {err}")));
+            .map_err(|err| SandboxError::Internal(format!("the create task failed: {err}")));
         let bridged = reserving.is_some();
         if let Some(r) = reserving {
             let _ = r.await;
@@ -140,11 +141,11 @@ impl Manager {
         });
         self.watch(e.clone(), pid);
         for (l, port) in forwards {
-            crate::gateway::forward::serve(e.clone(), l, port);
+            ports::serve(self.dialer(), e.clone(), l, port);
         }
         if e.record().stop_reason.is_some() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            return Ok(e.view());
+            return Ok(self.view(&e));
         }
         // The init accepts on its socket once it runs; one ping proves it serves.
         let ping = tokio::time::timeout(Duration::from_secs(10), self.init_client(&e).ping()).await;
@@ -158,7 +159,7 @@ impl Manager {
         }
         tracing::info!(sandbox = %e.id, image = %req.image, pid, "sandbox running");
         e.touch();
-        Ok(e.view())
+        Ok(self.view(&e))
     }
 
     fn create_blocking(&self, e: &Entry, req: &CreateSandbox, img: &ImageRecord, reserved: NetReservation) -> Result<Created> {
@@ -178,14 +179,12 @@ impl Manager {
             hostname: Some(id.clone()),
             userns: rec.sandbox.security.uid_base.map(|b| (b, b, UID_RANGE)),
         };
-        let b = bundle::create(&self.store, img, &dir.join(record::BUNDLE_DIR), &overrides).map_err(|err| match err {
-            bundle::BundleError::Invalid(_) | bundle::BundleError::User { .. } => SandboxError::BadRequest(err.to_string()),
-            other => SandboxError::Internal(other.to_string()),
-        })?;
+        let b = bundle::create(&self.store, img, &dir.join(record::BUNDLE_DIR), &overrides)?;
         // From here on, a failure must undo the bundle (Drop of `b` unmounts and unpins).
         let config_path = b.config_path();
-        let read = std::fs::read(&config_path).map_err(|err| SandboxError::Internal(format!("{}: {err}", config_path.display())))?;
-        let mut spec: serde_json::Value = serde_json::from_slice(&read).map_err(|err| SandboxError::Internal(err.to_string()))?;
+        let read = std::fs::read(&config_path).map_err(SandboxError::io(config_path.display()))?;
+        let mut spec: serde_json::Value = serde_json::from_slice(&read)
+            .map_err(|err| SandboxError::Internal(format!("{}: {err}", config_path.display())))?;
         let proc_ = &spec["process"];
         let strings = |v: &serde_json::Value| -> Vec<String> {
             v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
@@ -215,12 +214,9 @@ impl Manager {
         };
         config::sandbox_spec(&mut spec, id, &self.init_path, &init, limits, hardening);
         std::fs::write(&config_path, serde_json::to_vec_pretty(&spec).expect("spec serializes"))
-            .map_err(|err| SandboxError::Internal(format!("{}: {err}", config_path.display())))?;
+            .map_err(SandboxError::io(config_path.display()))?;
 
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |err: std::io::Error| SandboxError::Internal(format!("{what}: {err}"))
-        };
+        let io = SandboxError::io;
         let devnull = open_fd(Path::new("/dev/null"), libc::O_RDONLY, 0).map_err(io("/dev/null"))?;
         let init_log = dir.join(record::INIT_LOG_FILE);
         let diag = open_fd(&init_log, libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND, 0o600).map_err(io("init log"))?;
@@ -231,7 +227,7 @@ impl Manager {
         let status = open_fd(&dir.join(record::STATUS_FILE), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)
             .map_err(io("the status file"))?;
 
-        let loaded = crate::runtime::spec::Bundle::load(&b.dir).map_err(|err| SandboxError::Internal(err.to_string()))?;
+        let loaded = crate::runtime::spec::Bundle::load(&b.dir).map_err(verbs::Error::from)?;
         let opts = verbs::create::CreateOptions {
             id: id.clone(),
             bundle: b.dir.clone(),
@@ -241,7 +237,7 @@ impl Manager {
             no_pivot: false,
             fds: vec![devnull, diag, diag2, listener, log, status],
         };
-        let (mut st, chan) = verbs::create::create_loaded(&self.runtime, &loaded, opts).map_err(runtime_error)?;
+        let (mut st, chan) = verbs::create::create_loaded(&self.runtime, &loaded, opts).map_err(SandboxError::from)?;
         // Before the entrypoint runs: its network (a veth on beamd's bridge, or loopback only).
         let network = match self.setup_network(&rec, &st, &b.rootfs.merged, reserved) {
             Ok(n) => n,
@@ -260,10 +256,10 @@ impl Manager {
             if let (Some(net), Some(_)) = (&self.net, &network) {
                 let _ = net.detach(id);
             }
-            return Err(runtime_error(err));
+            return Err(err.into());
         }
         drop(chan);
-        verbs::start::started(&self.runtime, &mut st, &loaded.spec).map_err(runtime_error)?;
+        verbs::start::started(&self.runtime, &mut st, &loaded.spec).map_err(SandboxError::from)?;
         b.detach();
         Ok(Created {
             state: st,
@@ -288,7 +284,7 @@ impl Manager {
         reserved: NetReservation,
     ) -> Result<Option<crate::netns::SandboxNet>> {
         let id = &rec.sandbox.id;
-        let net_err = |e: crate::netns::NetError| SandboxError::Internal(format!("sandbox networking: {e}"));
+        let net_err = SandboxError::Net;
         let (Some(net), crate::api::NetworkMode::Bridge) = (&self.net, rec.sandbox.network.mode) else {
             let ns = crate::netns::open_netns_of_pid(st.pid).map_err(net_err)?;
             crate::netns::loopback_up(std::os::fd::AsFd::as_fd(&ns)).map_err(net_err)?;
@@ -350,7 +346,7 @@ impl Manager {
     }
 
     /// The init is gone: decide why, tear everything down, record it.
-    fn finish(&self, e: &Entry) {
+    pub(super) fn finish(&self, e: &Entry) {
         let rec = e.record();
         let id = &rec.sandbox.id;
         if let Some(pid) = rec.sandbox.pid {
@@ -409,7 +405,7 @@ impl Manager {
     pub async fn stop(self: &Arc<Self>, e: &Arc<Entry>, reason: ExitReason, grace: Duration) -> Sandbox {
         let rec = e.record();
         if rec.sandbox.state == SandboxState::Exited {
-            return e.view();
+            return self.view(e);
         }
         let first = rec.stop_reason.is_none();
         let rec = self.update_record(e, |r| {
@@ -436,143 +432,6 @@ impl Manager {
             }
             e.exited().await;
         }
-        e.view()
-    }
-
-    /// Stop idle and timed-out sandboxes, once a second.
-    pub fn spawn_timers(self: &Arc<Self>) {
-        let mgr = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let now = Utc::now();
-                for e in mgr.entries() {
-                    if e.state() != SandboxState::Running {
-                        continue;
-                    }
-                    let v = e.view();
-                    let timed_out = v.timeout_seconds.and_then(|t| super::manager::deadline(v.created_at, t)).is_some_and(|d| now >= d);
-                    let idle = v.expires_at.is_some_and(|x| now >= x);
-                    let reason = if timed_out {
-                        ExitReason::Timeout
-                    } else if idle {
-                        ExitReason::Idle
-                    } else {
-                        continue;
-                    };
-                    let m = mgr.clone();
-                    tokio::spawn(async move {
-                        m.stop(&e, reason, super::manager::DEFAULT_GRACE).await;
-                    });
-                }
-            }
-        });
-    }
-
-    /// Load every sandbox a previous beamd left: adopt the live ones, finish the dead ones.
-    pub async fn recover(self: &Arc<Self>) {
-        let dirs = match std::fs::read_dir(&self.sandboxes_dir) {
-            Ok(d) => d.flatten().map(|d| d.path()).collect::<Vec<_>>(),
-            Err(err) => {
-                tracing::error!("reading {}: {err}", self.sandboxes_dir.display());
-                return;
-            }
-        };
-        for dir in dirs {
-            let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-            if !name.starts_with("sbx-") {
-                continue;
-            }
-            let rec = match Record::load(&dir) {
-                Ok(r) => r,
-                Err(err) => {
-                    // A create that died before its first save: nothing but the dir (and maybe a bundle).
-                    tracing::warn!("{err}: removing the half-made sandbox {name}");
-                    let _ = verbs::delete::delete(&self.runtime, &name, true);
-                    // Without its runtime state too (a wiped run dir), its processes are still found by
-                    // their cgroup, which is named after the sandbox.
-                    if let Some(cg) = super::manager::sandbox_cgroup(&name) {
-                        let _ = cg.kill_all(Signal::SIGKILL);
-                        let _ = cg.destroy();
-                    }
-                    let _ = bundle::remove_stale(&self.store, &dir.join(record::BUNDLE_DIR));
-                    let _ = std::fs::remove_dir_all(&dir);
-                    continue;
-                }
-            };
-            let e = Entry::new(rec.clone());
-            self.insert(e.clone());
-            if rec.sandbox.state == SandboxState::Exited {
-                continue;
-            }
-            let alive = rec.sandbox.pid.zip(rec.pid_start).is_some_and(|(pid, start)| pid_start_time(pid) == Some(start));
-            if alive && rec.sandbox.state != SandboxState::Pending {
-                let pid = rec.sandbox.pid.expect("alive implies a pid");
-                tracing::info!(sandbox = %name, pid, "re-adopted a running sandbox");
-                self.watch(e.clone(), pid);
-                for p in &rec.sandbox.published {
-                    match crate::gateway::forward::bind(p) {
-                        Ok(l) => crate::gateway::forward::serve(e.clone(), l, p.port),
-                        Err(err) => tracing::warn!(sandbox = %name, "forward from {}:{}: {err}", p.host_ip, p.host_port),
-                    }
-                }
-                if rec.sandbox.state == SandboxState::Stopping {
-                    let (m, e) = (self.clone(), e.clone());
-                    let reason = rec.stop_reason.unwrap_or(ExitReason::Stopped);
-                    tokio::spawn(async move {
-                        // The first SIGTERM went out before the restart; send it again.
-                        m.update_record(&e, |r| r.stop_reason = None);
-                        m.stop(&e, reason, super::manager::DEFAULT_GRACE).await;
-                    });
-                }
-                continue;
-            }
-            if rec.sandbox.state == SandboxState::Pending {
-                self.update_record(&e, |r| {
-                    r.stop_reason = None;
-                    r.sandbox.pid = None;
-                });
-                let m = self.clone();
-                let e2 = e.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    m.finish(&e2);
-                    m.update_record(&e2, |r| {
-                        r.sandbox.reason = Some(ExitReason::Error);
-                        r.sandbox.error = Some("beamd stopped while creating this sandbox".into());
-                    });
-                })
-                .await;
-                continue;
-            }
-            tracing::info!(sandbox = %name, "exited while beamd was not running");
-            let m = self.clone();
-            let _ = tokio::task::spawn_blocking(move || m.finish(&e)).await;
-        }
-        // Leases, veths and firewall entries of sandboxes that are gone (e.g. deleted while beamd was down).
-        if let Some(net) = self.net.clone() {
-            let live: Vec<String> =
-                self.entries().iter().filter(|e| e.state() != SandboxState::Exited).map(|e| e.id.clone()).collect();
-            let r = tokio::task::spawn_blocking(move || {
-                let ids: Vec<&str> = live.iter().map(String::as_str).collect();
-                net.reconcile(&ids)
-            })
-            .await;
-            match r {
-                Ok(Ok(r)) if !r.leases.is_empty() || !r.veths.is_empty() => {
-                    tracing::info!(leases = r.leases.len(), veths = r.veths.len(), "released the network of sandboxes that are gone")
-                }
-                Ok(Err(err)) => tracing::error!("reconciling sandbox networks: {err}"),
-                _ => {}
-            }
-        }
-    }
-}
-
-fn runtime_error(e: verbs::Error) -> SandboxError {
-    match e {
-        verbs::Error::Child(m) => SandboxError::BadRequest(format!("starting the sandbox: {m}")),
-        other => SandboxError::Internal(other.to_string()),
+        self.view(e)
     }
 }

@@ -1,23 +1,27 @@
-//! The sandbox manager: every sandbox's record, its lifecycle (create → running → stopping → exited),
-//! keep-warm and timeout timers, and re-adoption of running sandboxes when beamd restarts.
+//! The sandbox manager: the sandboxes beamd knows (by id and name, in memory and on disk), their uid
+//! ranges, and the config every sandbox's view depends on. The lifecycle (create → running → stopping →
+//! exited) is in [`super::lifecycle`], keep-warm and timeouts in [`super::timers`], re-adoption after a
+//! restart in [`super::recovery`], images in [`super::images`], ports in [`super::ports`].
 //!
 //! Sandboxes outlive beamd: their init (PID 1) is a child of beamd only until beamd exits; its bundle
 //! (rootfs mount, user namespace bind, layer pins) is detached from beamd's memory. Everything needed
 //! to find them again lives on disk: `<root>/sandboxes/<id>/` (record, bundle, init socket, log,
 //! status) and the runtime's state under `<run_dir>/runtime`.
 
-use crate::api::{self, CreateSandbox, Sandbox, SandboxState, Security};
-use crate::image::store::{ImageRecord, Store};
+use super::entry::Entry;
+use super::error::{Result, SandboxError};
+use super::initclient::InitClient;
+use super::ports::PublicUrls;
+use super::record::{self, Record};
+use super::validate::{self, Offer};
+use crate::api::{self, Sandbox, SandboxState};
+use crate::image::store::Store;
+use crate::netns::dial::{Dialer, NetnsDialer};
 use crate::runtime::state::Root;
-use crate::sandbox::initclient::InitClient;
-use crate::sandbox::record::{self, Record};
-use chrono::Utc;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// First host uid/gid of sandbox uid ranges, and the size of each range.
 pub const UID_BASE: u32 = 0x1000_0000;
@@ -32,43 +36,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// Entrypoint log bound (the init drops the oldest half past it).
 pub const LOG_MAX: u64 = 8 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl SandboxError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            SandboxError::BadRequest(_) => 400,
-            SandboxError::NotFound(_) => 404,
-            SandboxError::Conflict(_) => 409,
-            SandboxError::Internal(_) => 500,
-        }
-    }
-    pub fn code(&self) -> &'static str {
-        match self {
-            SandboxError::BadRequest(_) => "bad_request",
-            SandboxError::NotFound(_) => "not_found",
-            SandboxError::Conflict(_) => "conflict",
-            SandboxError::Internal(_) => "internal",
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, SandboxError>;
-
-fn internal(what: impl std::fmt::Display) -> impl FnOnce(String) -> SandboxError {
-    move |e| SandboxError::Internal(format!("{what}: {e}"))
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     /// State root: the image store (`images/`) and `sandboxes/`.
@@ -77,6 +44,8 @@ pub struct Config {
     pub run_dir: PathBuf,
     /// Sandbox networking (bridge, veths, NAT, egress policy); None: every sandbox gets loopback only.
     pub network: Option<NetworkConfig>,
+    /// The gateway's URL scheme; None: no gateway serves, sandboxes show no `urls`.
+    pub public: Option<PublicUrls>,
 }
 
 /// `beamd --network bridge`.
@@ -87,104 +56,6 @@ pub struct NetworkConfig {
     pub subnet: Option<ipnet::Ipv4Net>,
     /// The MTU of sandbox links (default: the host's uplink MTU).
     pub mtu: Option<u32>,
-}
-
-/// One sandbox in memory.
-pub struct Entry {
-    pub id: String,
-    rec: Mutex<Record>,
-    exited: watch::Sender<bool>,
-    /// Operations in flight (exec streams, file transfers, log follows): the sandbox is not idle.
-    inflight: AtomicUsize,
-    /// Unix milliseconds of the last API call on it.
-    last_activity: AtomicI64,
-}
-
-/// Counts an operation as activity for as long as it lives.
-pub struct ActiveGuard(Arc<Entry>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Entry {
-    #[doc(hidden)] // pub for fuzz/api_requests
-    pub fn new(rec: Record) -> Arc<Entry> {
-        let exited = rec.sandbox.state == SandboxState::Exited;
-        Arc::new(Entry {
-            id: rec.sandbox.id.clone(),
-            rec: Mutex::new(rec),
-            exited: watch::channel(exited).0,
-            inflight: AtomicUsize::new(0),
-            last_activity: AtomicI64::new(Utc::now().timestamp_millis()),
-        })
-    }
-
-    pub fn record(&self) -> Record {
-        self.rec.lock().expect("record lock").clone()
-    }
-
-    /// Read the record in place (no clone; for hot paths). `f` runs under the record's lock: keep it short.
-    pub fn with_record<T>(&self, f: impl FnOnce(&Record) -> T) -> T {
-        f(&self.rec.lock().expect("record lock"))
-    }
-
-    pub fn state(&self) -> SandboxState {
-        self.rec.lock().expect("record lock").sandbox.state
-    }
-
-    /// It never came to be (a failed create): wake whoever waits for its exit.
-    pub(crate) fn gone(&self) {
-        self.exited.send_replace(true);
-    }
-
-    /// An API call touched it: push its idle deadline out.
-    pub fn touch(&self) {
-        self.last_activity.store(Utc::now().timestamp_millis(), Ordering::SeqCst);
-    }
-
-    pub fn active(self: &Arc<Self>) -> ActiveGuard {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        self.touch();
-        ActiveGuard(self.clone())
-    }
-
-    /// Resolves when the sandbox has exited.
-    pub async fn exited(&self) {
-        let mut rx = self.exited.subscribe();
-        let _ = rx.wait_for(|e| *e).await;
-    }
-
-    /// The API view.
-    pub fn view(&self) -> Sandbox {
-        let rec = self.rec.lock().expect("record lock");
-        let mut s = rec.sandbox.clone();
-        let last = chrono::DateTime::from_timestamp_millis(self.last_activity.load(Ordering::SeqCst)).unwrap_or_else(Utc::now);
-        s.last_activity_at = last;
-        if s.state == SandboxState::Running {
-            let idle = u64::try_from(s.keep_warm_seconds).ok().and_then(|k| deadline(last, k));
-            let idle = idle.filter(|_| self.inflight.load(Ordering::SeqCst) == 0);
-            let timeout = s.timeout_seconds.and_then(|t| deadline(s.created_at, t));
-            s.expires_at = match (idle, timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        } else {
-            s.expires_at = None;
-        }
-        s.urls = if s.state == SandboxState::Exited { BTreeMap::new() } else { crate::gateway::urls(&s.id, &s.ports) };
-        s
-    }
-}
-
-/// `at` plus `secs` seconds; None when that is past what a timestamp holds: a deadline that never comes
-/// (`keep_warm_seconds`/`timeout_seconds` take any i64/u64; found by fuzz/api_requests — the unchecked sum
-/// panicked under the record's lock, poisoning it).
-pub(crate) fn deadline(at: chrono::DateTime<Utc>, secs: u64) -> Option<chrono::DateTime<Utc>> {
-    at.checked_add_signed(chrono::TimeDelta::try_seconds(i64::try_from(secs).ok()?)?)
 }
 
 /// Filters of `GET /v1/sandboxes`.
@@ -206,19 +77,21 @@ pub struct Manager {
     pub cgroup: String,
     /// Sandbox networking, when beamd runs with `--network bridge`.
     pub(crate) net: Option<Arc<crate::netns::Network>>,
+    /// How beamd reaches ports inside sandboxes (forwards here; the gateway shares it).
+    dialer: Arc<dyn Dialer>,
 }
 
 impl Manager {
     /// Open the store and state dirs and install the init binary; [`Manager::recover`] then finds
     /// the sandboxes of a previous beamd.
     pub fn open(cfg: Config) -> Result<Arc<Manager>> {
-        let store = Store::open(&cfg.root.join("images")).map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let store = Store::open(&cfg.root.join("images"))?;
         let sandboxes_dir = cfg.root.join("sandboxes");
-        std::fs::create_dir_all(&sandboxes_dir).map_err(|e| internal(sandboxes_dir.display())(e.to_string()))?;
+        std::fs::create_dir_all(&sandboxes_dir).map_err(SandboxError::io(sandboxes_dir.display()))?;
         check_traversable(&cfg.root, &sandboxes_dir)?;
         let runtime_dir = cfg.run_dir.join("runtime");
-        std::fs::create_dir_all(&runtime_dir).map_err(|e| internal(runtime_dir.display())(e.to_string()))?;
-        let runtime = Root::new(&runtime_dir).map_err(|e| SandboxError::Internal(e.to_string()))?;
+        std::fs::create_dir_all(&runtime_dir).map_err(SandboxError::io(runtime_dir.display()))?;
+        let runtime = Root::new(&runtime_dir).map_err(crate::runtime::verbs::Error::from)?;
         let init_path = install_init(&cfg.run_dir)?;
         let landlock_abi = crate::runtime::landlock::abi_version().unwrap_or(0);
         let cgroup = match crate::runtime::cgroups::mode() {
@@ -241,6 +114,7 @@ impl Manager {
             landlock_abi,
             cgroup,
             net,
+            dialer: Arc::new(NetnsDialer::new()),
         }))
     }
 
@@ -262,9 +136,7 @@ impl Manager {
             .values()
             .find(|e| e.rec.lock().expect("record lock").sandbox.name.as_deref() == Some(reference))
             .cloned()
-            .ok_or_else(|| {
-                SandboxError::NotFound(format!("no sandbox {reference:?}; `beam container list -a` shows them all"))
-            })
+            .ok_or_else(|| SandboxError::NotFound { reference: reference.to_string() })
     }
 
     /// A running sandbox (for exec, files, processes), touched as activity.
@@ -272,11 +144,7 @@ impl Manager {
         let e = self.get(reference)?;
         let state = e.state();
         if state != SandboxState::Running {
-            return Err(SandboxError::Conflict(format!(
-                "sandbox {} is {}, not running; start a new one with `beam run`",
-                e.id,
-                state.as_str()
-            )));
+            return Err(SandboxError::NotRunning { id: e.id.clone(), state });
         }
         e.touch();
         Ok(e)
@@ -286,7 +154,7 @@ impl Manager {
         let entries: Vec<Arc<Entry>> = self.entries.lock().expect("entries lock").values().cloned().collect();
         let mut out: Vec<Sandbox> = entries
             .iter()
-            .map(|e| e.view())
+            .map(|e| self.view(e))
             .filter(|s| f.state.is_none_or(|st| s.state == st))
             .filter(|s| f.name.as_ref().is_none_or(|n| s.name.as_ref() == Some(n)))
             .filter(|s| f.tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
@@ -331,9 +199,7 @@ impl Manager {
         if let Some(name) = &rec.sandbox.name
             && entries.values().any(|e| e.rec.lock().expect("record lock").sandbox.name.as_ref() == Some(name))
         {
-            return Err(SandboxError::Conflict(format!(
-                "a sandbox named {name:?} already exists; pick another name or remove it (`beam rm {name}`)"
-            )));
+            return Err(SandboxError::NameTaken { name: name.clone() });
         }
         let mut rec = rec;
         if want_userns {
@@ -346,57 +212,20 @@ impl Manager {
             rec.sandbox.security.uid_base = Some(UID_BASE + slot * UID_RANGE);
         }
         let dir = self.sandbox_dir(&rec.sandbox.id);
-        std::fs::create_dir(&dir).map_err(|e| internal(dir.display())(e.to_string()))?;
+        std::fs::create_dir(&dir).map_err(SandboxError::io(dir.display()))?;
         if let Err(e) = rec.save(&self.sandboxes_dir) {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(internal("saving the sandbox record")(e.to_string()));
+            return Err(SandboxError::io("saving the sandbox record")(e));
         }
         let e = Entry::new(rec);
         entries.insert(e.id.clone(), e.clone());
         Ok(e)
     }
 
-    /// Find an image, or fetch it: the embedded busybox recipe for `busybox`, else a registry pull.
-    pub async fn ensure_image(&self, reference: &str, progress: &(dyn Fn(String) + Send + Sync)) -> Result<ImageRecord> {
-        if reference.trim().is_empty() {
-            return Err(SandboxError::BadRequest("image is empty; name an image, e.g. \"busybox\"".into()));
-        }
-        if let Ok(img) = self.store.resolve(reference) {
-            return Ok(img);
-        }
-        let store = self.store.clone();
-        if matches!(reference, "busybox" | "busybox:latest" | "beam.local/busybox" | "beam.local/busybox:latest") {
-            progress(format!("building {reference} from the embedded recipe"));
-            let opts = crate::image::recipe::BuildOptions { tag: None, quiet: true };
-            return tokio::task::spawn_blocking(move || {
-                crate::image::recipe::build_str(&store, crate::image::recipe::BUSYBOX_RECIPE, None, &opts)
-            })
-            .await
-            .map_err(|e| SandboxError::Internal(e.to_string()))?
-            .map_err(|e| SandboxError::Internal(e.to_string()));
-        }
-        progress(format!("pulling {reference}"));
-        let opts = crate::image::registry::PullOptions { quiet: true, ..Default::default() };
-        let r = reference.to_string();
-        // The blocking pull (its own runtime on a scoped thread): the async one's futures aren't `Send`
-        // enough for a spawned hyper task.
-        let pulled = tokio::task::spawn_blocking(move || crate::image::registry::pull(&store, &r, &opts))
-            .await
-            .map_err(|e| SandboxError::Internal(e.to_string()))?;
-        pulled.map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("not found") || msg.contains("invalid reference") || msg.contains("reference") {
-                SandboxError::BadRequest(format!("image {reference:?}: {msg}"))
-            } else {
-                SandboxError::BadRequest(format!("image {reference:?} is not here and could not be pulled: {msg}"))
-            }
-        })
-    }
-
     /// Change a running sandbox's keep-warm and timeout.
     pub fn update(&self, e: &Arc<Entry>, u: &api::UpdateSandbox) -> Result<Sandbox> {
         if let Some(k) = u.keep_warm_seconds {
-            check_keep_warm(k)?;
+            validate::check_keep_warm(k)?;
         }
         if e.state() == SandboxState::Exited {
             return Err(SandboxError::Conflict(format!("sandbox {} has exited; its TTLs can't change", e.id)));
@@ -405,15 +234,18 @@ impl Manager {
         if u.block_network.is_some() || u.cidr_allowlist.is_some() {
             let rec = e.record();
             let (Some(net), api::NetworkMode::Bridge) = (&self.net, rec.sandbox.network.mode) else {
-                return Err(SandboxError::BadRequest(format!(
-                    "sandbox {} has no bridge network; block_network and cidr_allowlist apply to network \"bridge\" only",
-                    e.id
-                )));
+                return Err(SandboxError::invalid(
+                    "block_network",
+                    format!(
+                        "sandbox {} has no bridge network; block_network and cidr_allowlist apply to network \"bridge\" only",
+                        e.id
+                    ),
+                ));
             };
             let block = u.block_network.unwrap_or(rec.sandbox.network.block_network);
             let allow = u.cidr_allowlist.clone().unwrap_or(rec.sandbox.network.cidr_allowlist);
-            let policy = parse_policy(block, allow.as_deref())?;
-            net.update_policy(&e.id, &policy).map_err(|err| SandboxError::Internal(format!("sandbox networking: {err}")))?;
+            let policy = validate::parse_policy(block, allow.as_deref())?;
+            net.update_policy(&e.id, &policy)?;
             self.update_record(e, |r| {
                 r.sandbox.network.block_network = block;
                 r.sandbox.network.cidr_allowlist = allow;
@@ -427,137 +259,31 @@ impl Manager {
                 r.sandbox.timeout_seconds = (t > 0).then_some(t);
             }
         });
-        Ok(e.view())
+        Ok(self.view(e))
     }
 
-    /// Validate a create request into the parts the lifecycle needs.
-    #[doc(hidden)] // pub for fuzz/api_requests
-    pub fn validate(&self, req: &CreateSandbox) -> Result<(f64, u64, u32, i64)> {
-        let bad = |m: String| SandboxError::BadRequest(m);
-        let cpu = req.cpu.unwrap_or(DEFAULT_CPU);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-        if !(cpu >= 0.01 && cpu <= cores) {
-            return Err(bad(format!("cpu {cpu} is out of range; ask for 0.01 to {cores} cores (this host has {cores})")));
-        }
-        let memory = match &req.memory {
-            Some(m) => api::parse_memory(m).map_err(bad)?,
-            None => DEFAULT_MEMORY_MIB,
-        };
-        let pids = req.pids.unwrap_or(DEFAULT_PIDS);
-        if pids < 8 {
-            return Err(bad(format!("pids {pids} is too low for a sandbox; ask for at least 8")));
-        }
-        let keep_warm = req.keep_warm_seconds.unwrap_or(DEFAULT_KEEP_WARM);
-        check_keep_warm(keep_warm)?;
-        if let Some(n) = &req.name {
-            record::validate_name(n).map_err(bad)?;
-        }
-        if req.ports.contains(&0) {
-            return Err(bad("port 0 is not a port; use 1-65535".into()));
-        }
-        for (k, v) in &req.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(bad(format!("env {k:?}: names must be non-empty without '=' and values without NUL")));
-            }
-        }
-        for k in req.tags.keys() {
-            if k.is_empty() || k.contains('=') {
-                return Err(bad(format!("tag {k:?}: keys must be non-empty and without '='")));
-            }
-        }
-        if let Some(p) = &req.landlock {
-            crate::sandbox::config::validate_landlock(p).map_err(|e| bad(e.to_string()))?;
-        }
-        crate::sandbox::config::sandbox_caps(&req.capabilities).map_err(|e| bad(e.to_string()))?;
-        if req.network == Some(api::NetworkMode::Bridge) && self.net.is_none() {
-            return Err(bad("network \"bridge\" is not available: this beamd runs without sandbox networking; start it with --network bridge".into()));
-        }
-        if (req.block_network || req.cidr_allowlist.is_some()) && self.network_mode(req) != api::NetworkMode::Bridge {
-            return Err(bad("block_network and cidr_allowlist need network \"bridge\" (with network \"none\" there is no egress at all)".into()));
-        }
-        parse_policy(req.block_network, req.cidr_allowlist.as_deref())?;
-        if let Some(w) = &req.workdir
-            && !w.starts_with('/')
-        {
-            return Err(bad(format!("workdir {w:?} must be an absolute path")));
-        }
-        Ok((cpu, memory, pids, keep_warm))
+    /// What this beamd offers requests (validation and pending records: [`super::validate`]).
+    pub fn offer(&self) -> Offer {
+        Offer { bridge: self.net.is_some() }
     }
 
-    /// A fresh pending record for a validated request.
-    #[doc(hidden)] // pub for fuzz/api_requests
-    pub fn pending_record(&self, req: &CreateSandbox, img: &ImageRecord, v: (f64, u64, u32, i64)) -> Record {
-        let now = Utc::now();
-        let (cpu, memory_mib, pids, keep_warm_seconds) = v;
-        Record {
-            sandbox: Sandbox {
-                id: record::new_id(),
-                name: req.name.clone(),
-                image: req.image.clone(),
-                image_id: img.id.to_string(),
-                state: SandboxState::Pending,
-                reason: None,
-                exit_code: None,
-                error: None,
-                entrypoint: None,
-                workdir: "/".into(),
-                user: "0:0".into(),
-                cpu,
-                memory_mib,
-                pids,
-                ports: req.ports.clone(),
-                urls: BTreeMap::new(),
-                published: req.publish.clone(),
-                authorized: req.authorized,
-                token: req.authorized.then(crate::gateway::new_token),
-                keep_warm_seconds,
-                timeout_seconds: req.timeout_seconds.filter(|t| *t > 0),
-                tags: req.tags.clone(),
-                created_at: now,
-                started_at: None,
-                exited_at: None,
-                last_activity_at: now,
-                expires_at: None,
-                pid: None,
-                security: Security {
-                    uid_base: None,
-                    seccomp: !req.insecure_no_seccomp,
-                    landlock: None,
-                    no_new_privs: true,
-                    // Checked by validate; an unchecked request gets the default set, never more.
-                    capabilities: crate::sandbox::config::sandbox_caps(&req.capabilities)
-                        .unwrap_or_else(|_| crate::sandbox::config::sandbox_caps(&[]).expect("the default set")),
-                },
-                network: api::SandboxNetwork {
-                    mode: self.network_mode(req),
-                    ip: None,
-                    gateway: None,
-                    block_network: req.block_network,
-                    cidr_allowlist: req.cidr_allowlist.clone(),
-                },
-            },
-            env: Vec::new(),
-            uid: 0,
-            gid: 0,
-            groups: Vec::new(),
-            stop_reason: None,
-            uid_slot: None,
-            pid_start: None,
-        }
+    /// A sandbox's API view under this beamd's config (its gateway URLs).
+    pub fn view(&self, e: &Entry) -> Sandbox {
+        e.view(self.cfg.public.as_ref())
     }
 
-    /// The network a request gets: as asked, else bridge when beamd has networking.
-    pub(crate) fn network_mode(&self, req: &CreateSandbox) -> api::NetworkMode {
-        req.network.unwrap_or(if self.net.is_some() { api::NetworkMode::Bridge } else { api::NetworkMode::None })
+    /// How beamd dials ports inside sandboxes (shared by forwards and the gateway).
+    pub fn dialer(&self) -> Arc<dyn Dialer> {
+        self.dialer.clone()
     }
 
     /// Remove an exited sandbox's record and dir.
     pub fn forget(&self, e: &Entry) -> Result<()> {
         if e.state() != SandboxState::Exited {
-            return Err(SandboxError::Conflict(format!("sandbox {} is still {}; stop it first", e.id, e.state().as_str())));
+            return Err(SandboxError::StillRunning { id: e.id.clone(), state: e.state() });
         }
         let dir = self.sandbox_dir(&e.id);
-        std::fs::remove_dir_all(&dir).or_else(not_found_ok).map_err(|err| internal(dir.display())(err.to_string()))?;
+        std::fs::remove_dir_all(&dir).or_else(not_found_ok).map_err(SandboxError::io(dir.display()))?;
         self.remove_entry(&e.id);
         Ok(())
     }
@@ -583,15 +309,13 @@ impl Manager {
 /// The bridge, firewall table and leases (under `<root>/network`), ready for sandboxes.
 fn open_network(root: &Path, n: &NetworkConfig) -> Result<crate::netns::Network> {
     let err = |e: crate::netns::NetError| {
-        SandboxError::Internal(format!(
-            "sandbox networking: {e}; or start beamd with --network none (every sandbox loopback only)"
-        ))
+        SandboxError::Internal(format!("sandbox networking: {e}; or start beamd with --network none (every sandbox loopback only)"))
     };
     let host = match &n.host_netns {
         None => crate::netns::open_current_netns().map_err(err)?,
         Some(p) => std::fs::File::open(p)
             .map(std::os::fd::OwnedFd::from)
-            .map_err(|e| SandboxError::Internal(format!("--network-netns {}: {e}", p.display())))?,
+            .map_err(SandboxError::io(format!("--network-netns {}", p.display())))?,
     };
     let mut cfg = crate::netns::NetConfig::new(root.join("network"));
     cfg.subnet = n.subnet;
@@ -607,28 +331,13 @@ pub(crate) fn sandbox_cgroup(id: &str) -> Option<crate::runtime::cgroups::Cgroup
     crate::runtime::cgroups::Cgroup::new(None, id).ok()
 }
 
-/// Parse an egress policy's CIDRs.
-pub(crate) fn parse_policy(block: bool, allow: Option<&[String]>) -> Result<crate::netns::Policy> {
-    let cidrs = allow
-        .map(|list| {
-            list.iter()
-                .map(|c| {
-                    c.parse::<ipnet::Ipv4Net>().map_err(|_| {
-                        SandboxError::BadRequest(format!("cidr_allowlist entry {c:?} is not an IPv4 CIDR; write it like 10.0.0.0/8 or 1.1.1.1/32"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .transpose()?;
-    Ok(crate::netns::Policy { block_network: block, cidr_allowlist: cidrs })
-}
 
 /// Sandboxes run as unprivileged host uids (their user namespace's range), and the runtime reaches their
 /// root filesystem under `sandboxes` as that uid: every dir on the way must be searchable by others.
 /// beamd's own dirs are fixed (o+x); a parent that isn't is an error naming it.
 fn check_traversable(root: &Path, sandboxes: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let sandboxes = std::fs::canonicalize(sandboxes).map_err(|e| internal(sandboxes.display())(e.to_string()))?;
+    let sandboxes = std::fs::canonicalize(sandboxes).map_err(SandboxError::io(sandboxes.display()))?;
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     for dir in sandboxes.ancestors() {
         let Ok(meta) = std::fs::metadata(dir) else { continue };
@@ -638,7 +347,7 @@ fn check_traversable(root: &Path, sandboxes: &Path) -> Result<()> {
         }
         if dir.starts_with(&root) {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
-                .map_err(|e| internal(format!("chmod o+x {}", dir.display()))(e.to_string()))?;
+                .map_err(SandboxError::io(format!("chmod o+x {}", dir.display())))?;
             continue;
         }
         return Err(SandboxError::Internal(format!(
@@ -657,14 +366,6 @@ fn not_found_ok(e: std::io::Error) -> std::io::Result<()> {
     if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
 }
 
-fn check_keep_warm(k: i64) -> Result<()> {
-    if k == -1 || k >= 1 {
-        return Ok(());
-    }
-    Err(SandboxError::BadRequest(format!(
-        "keep_warm_seconds {k} is not valid; use a number of seconds ≥ 1, or -1 to never stop an idle sandbox"
-    )))
-}
 
 /// Write the embedded init binary to `<run_dir>/beam-init` (0555, root-owned) unless it is already there.
 fn install_init(run_dir: &Path) -> Result<PathBuf> {
@@ -682,7 +383,7 @@ fn install_init(run_dir: &Path) -> Result<PathBuf> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        internal(format!("installing the sandbox init at {}", path.display()))(e.to_string())
+        SandboxError::io(format!("installing the sandbox init at {}", path.display()))(e)
     })?;
     Ok(path)
 }
@@ -690,13 +391,17 @@ fn install_init(run_dir: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::CreateSandbox;
+    use crate::image::store::ImageRecord;
+    use crate::sandbox::entry::deadline;
+    use chrono::Utc;
 
     /// Keep-warm and timeouts past the end of time (PATCH {"keep_warm_seconds": 9223372036854775807} made
     /// every later view of the sandbox panic): they never expire, and nothing panics.
     #[test]
     fn far_deadlines_never_come() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = Config { root: d.path().join("root"), run_dir: d.path().join("run"), network: None };
+        let cfg = Config { root: d.path().join("root"), run_dir: d.path().join("run"), network: None, public: None };
         let mgr = Manager::open(cfg).unwrap();
         let img = ImageRecord {
             id: crate::image::digest::Digest::of(b"config"),
@@ -714,11 +419,11 @@ mod tests {
                 timeout_seconds: timeout,
                 ..Default::default()
             };
-            let v = mgr.validate(&req).unwrap();
-            let mut rec = mgr.pending_record(&req, &img, v);
+            let v = mgr.offer().validate(&req).unwrap();
+            let mut rec = mgr.offer().pending_record(&req, &img, v).unwrap();
             rec.sandbox.state = SandboxState::Running;
             let e = Entry::new(rec);
-            let s = e.view();
+            let s = mgr.view(&e);
             let idle_only = (keep_warm == 1).then(|| s.last_activity_at + chrono::Duration::seconds(1));
             assert_eq!(s.expires_at, idle_only, "{keep_warm} {timeout:?}");
             let u = api::UpdateSandbox { keep_warm_seconds: Some(i64::MAX), timeout_seconds: Some(u64::MAX), ..Default::default() };

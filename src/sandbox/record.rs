@@ -58,19 +58,8 @@ impl Record {
 }
 
 /// A new sandbox id: `sbx-` and 12 characters of [a-z0-9] from the kernel's random pool.
-pub fn new_id() -> String {
-    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut raw = [0u8; 12];
-    let mut filled = 0;
-    while filled < raw.len() {
-        // SAFETY: getrandom writes at most the given length into our buffer.
-        let n = unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), raw.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
-    let s: String = raw.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect();
-    format!("sbx-{s}")
+pub fn new_id() -> Result<String, crate::random::RandomError> {
+    Ok(format!("sbx-{}", crate::random::alnum(12)?))
 }
 
 /// A valid sandbox name: 1–63 of [A-Za-z0-9_.-], starting with a letter or digit, and not `sbx-…`
@@ -97,9 +86,9 @@ mod tests {
 
     #[test]
     fn ids_and_names() {
-        let a = new_id();
+        let a = new_id().unwrap();
         assert!(a.starts_with("sbx-") && a.len() == 16, "{a}");
-        assert_ne!(a, new_id());
+        assert_ne!(a, new_id().unwrap());
         assert!(validate_name("web-1").is_ok());
         assert!(validate_name("").is_err());
         assert!(validate_name("-x").is_err());

@@ -194,8 +194,10 @@ pub fn create_loaded(root: &Root, bundle: &Bundle, opts: CreateOptions) -> Resul
         guard.rootfs_before = Some((bundle.rootfs.clone(), mounts::mount_id(&bundle.rootfs)));
     }
 
-    // SAFETY: beam-oci is single-threaded; the child only runs `init::container_child`, which works on
-    // the prepared plan, and never returns.
+    // SAFETY: the caller may be multi-threaded (beamd calls this from its blocking pool), so the child
+    // may only do async-signal-safe work: it runs nothing but `init::container_child`, which makes
+    // syscalls on memory the plan prepared before clone (no allocation, no locks; see plan.rs) and
+    // never returns (it execs or `_exit`s).
     let pid = match unsafe { sys::clone(plan.ns.clone_flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) } {
         Ok(CloneResult::Child) => {
             // SAFETY: closing our copy of the parent's end so that a dead parent reads as EOF here.

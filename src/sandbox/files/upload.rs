@@ -12,21 +12,19 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 use super::{FilesError, Ids, sys_err};
 use crate::api::FileStat;
 
+/// Unique among this process's uploads (a counter), and across processes when the kernel gives
+/// randomness (a name taken anyway fails the exclusive create, which the caller retries).
 fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut buf = [0u8; 8];
-    // SAFETY: getrandom writes at most buf.len() bytes into buf.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
     let extra = COUNTER.fetch_add(1, Ordering::Relaxed);
-    if n == 8 {
-        u64::from_ne_bytes(buf) ^ extra
-    } else {
+    let r = crate::random::u64().unwrap_or_else(|_| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        nanos ^ (u64::from(std::process::id()) << 32) ^ extra.rotate_left(17)
-    }
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    r ^ extra.rotate_left(17)
 }
 
 /// `.<name>.beam-upload-<random>`, kept under NAME_MAX however long `name` is.

@@ -15,7 +15,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -43,6 +43,8 @@ pub trait Dialer: Send + Sync {
 pub struct NetnsDialer {
     cache: Mutex<HashMap<String, (i32, Arc<OwnedFd>)>>,
     timeout: Duration,
+    /// The socket-making thread ([`socket_maker`]), started on first use; None inside: it could not start.
+    maker: OnceLock<Option<std::sync::mpsc::Sender<Job>>>,
 }
 
 impl Default for NetnsDialer {
@@ -53,7 +55,7 @@ impl Default for NetnsDialer {
 
 impl NetnsDialer {
     pub fn new() -> NetnsDialer {
-        NetnsDialer { cache: Mutex::new(HashMap::new()), timeout: Duration::from_secs(10) }
+        NetnsDialer { cache: Mutex::new(HashMap::new()), timeout: Duration::from_secs(10), maker: OnceLock::new() }
     }
 
     /// The sandbox's network namespace fd (cached).
@@ -96,10 +98,11 @@ fn setns(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// One long-lived thread makes the sockets: setns into the sandbox's namespace, socket(), setns back
-/// (≈3 µs), instead of a thread start per connection (≈45 µs, most of the gateway's dialing cost). If it
-/// can't return to its own namespace it stops taking jobs, and callers fall back to a thread each.
-static SOCKET_MAKER: std::sync::LazyLock<Option<std::sync::mpsc::Sender<Job>>> = std::sync::LazyLock::new(|| {
+/// One long-lived thread per dialer makes the sockets: setns into the sandbox's namespace, socket(),
+/// setns back (≈3 µs), instead of a thread start per connection (≈45 µs, most of the gateway's dialing
+/// cost). If it can't return to its own namespace it stops taking jobs, and callers fall back to a
+/// thread each. It ends when its dialer is dropped (the channel closes).
+fn socket_maker() -> Option<std::sync::mpsc::Sender<Job>> {
     let home = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net").ok()?);
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     std::thread::Builder::new()
@@ -117,7 +120,7 @@ static SOCKET_MAKER: std::sync::LazyLock<Option<std::sync::mpsc::Sender<Job>>> =
         })
         .ok()?;
     Some(tx)
-});
+}
 
 thread_local! {
     /// On a gateway worker thread (see [`own_thread`]): its home namespace, so that it makes sockets itself.
@@ -152,12 +155,12 @@ fn socket_here(ns: &OwnedFd) -> Option<io::Result<OwnedFd>> {
 }
 
 /// A non-blocking TCP socket created in the network namespace `ns`.
-async fn socket_in(ns: Arc<OwnedFd>) -> io::Result<OwnedFd> {
+async fn socket_in(maker: &OnceLock<Option<std::sync::mpsc::Sender<Job>>>, ns: Arc<OwnedFd>) -> io::Result<OwnedFd> {
     if let Some(made) = socket_here(&ns) {
         return made;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if let Some(maker) = SOCKET_MAKER.as_ref()
+    if let Some(maker) = maker.get_or_init(socket_maker).as_ref()
         && maker.send((ns.clone(), tx)).is_ok()
     {
         return rx.await.map_err(|_| io::Error::other("the namespace thread died"))?;
@@ -174,7 +177,7 @@ impl Dialer for NetnsDialer {
     fn dial<'a>(&'a self, d: &'a Dial) -> DialFuture<'a> {
         Box::pin(async move {
             let ns = self.netns(d)?;
-            let fd = socket_in(ns).await?;
+            let fd = socket_in(&self.maker, ns).await?;
             let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, d.port));
             let s = tokio::time::timeout(self.timeout, sock.connect(addr))
