@@ -1,9 +1,11 @@
-//! A small HTTP/1.1 client for beamd's API: one connection per request, over the unix socket or TCP.
+//! A small HTTP/1.1 client for beamd's API: one connection per request, over the unix socket or TCP;
+//! and what the commands share to address it: percent-encoded query values and sandbox paths, and
+//! waiting for a sandbox to exit.
 //!
 //! Bodies are streamed both ways: responses are read frame by frame by the callers, and request
 //! bodies can come from a channel fed by a file reader or a tar builder thread.
 
-use beam::api::{self, ApiError};
+use beam::api::{self, ApiError, Sandbox, SandboxState};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
@@ -11,6 +13,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
@@ -131,33 +134,35 @@ pub fn reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Minimal percent-encoding: everything but RFC 3986's unreserved characters (and `/` in query
-/// values, where it is allowed and keeps paths readable).
-fn encode(s: &str, keep_slash: bool) -> String {
-    let mut o = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
-}
+/// What a path segment leaves as it is: RFC 3986's unreserved characters; all else is percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// What a query value leaves as it is: the same, and `/` (allowed there, and it keeps paths readable).
+const QUERY_VALUE: &AsciiSet = &SEGMENT.remove(b'/');
 
 /// A query value.
 pub fn q(s: &str) -> String {
-    encode(s, true)
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// A path segment (a sandbox id or name).
 pub fn seg(s: &str) -> String {
-    encode(s, false)
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// `/v1/sandboxes/{ref}{rest}`.
 pub fn sandbox_path(r: &str, rest: &str) -> String {
     format!("{}/sandboxes/{}{rest}", api::PREFIX, seg(r))
+}
+
+/// Wait until the sandbox has exited (in rounds, so no connection sits idle for long).
+pub async fn wait_exited(c: &Client, id: &str) -> Result<Sandbox, Error> {
+    loop {
+        let sb: Sandbox = c.json(Method::POST, &sandbox_path(id, "/wait?timeout_seconds=60"), None::<&()>).await?;
+        if sb.state == SandboxState::Exited {
+            return Ok(sb);
+        }
+    }
 }
 
 impl Client {
@@ -374,6 +379,8 @@ mod tests {
         assert_eq!(seg("a/b"), "a%2Fb");
         assert_eq!(q("k=v"), "k%3Dv");
         assert_eq!(sandbox_path("web 1", "/logs"), "/v1/sandboxes/web%201/logs");
+        assert_eq!(seg("A-z.0_9~"), "A-z.0_9~");
+        assert_eq!(q("a!*'();:@$,?#[]"), "a%21%2A%27%28%29%3B%3A%40%24%2C%3F%23%5B%5D");
     }
 
     #[test]

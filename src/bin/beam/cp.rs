@@ -3,7 +3,7 @@
 //! thread feeding the request body.
 
 use crate::client::{self, Client, Error, q, sandbox_path, usage};
-use crate::sandbox::out;
+use crate::output::out;
 use beam::api::{FileStat, FileType, Sandbox};
 use bytes::Bytes;
 use clap::Args;

@@ -1,9 +1,9 @@
 //! `beam exec` and `beam shell`: a command in a running sandbox, its output demultiplexed from the
 //! exec stream; with -i/-t over an upgraded connection carrying stdin, resizes and signals.
 
+use crate::args::parse_env;
 use crate::client::{self, Client, Error, sandbox_path, usage};
-use crate::run::parse_env;
-use crate::sandbox::{err_out, out};
+use crate::output::{err_out, out};
 use beam::api::frames::{self, Decoder};
 use beam::api::{self, ExecExit, ExecRequest, FileStat, FileType, Resize, SignalRequest};
 use clap::Args;
@@ -352,13 +352,12 @@ async fn exec_upgraded(c: &Client, o: &Opts) -> Result<ExecExit, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{Cmd, tests::parse};
+    use crate::args::tests::parse;
 
     fn exec_args(args: &[&str]) -> ExecArgs {
-        match parse(&[&["exec"], args].concat()) {
-            Ok(Cmd::Exec(a)) => a,
+        match parse::<ExecArgs>(args) {
+            Ok(a) => a,
             Err(e) => panic!("{e}"),
-            _ => panic!("not exec"),
         }
     }
 
@@ -375,8 +374,7 @@ mod tests {
         let a = exec_args(&["sb", "grep", "-i", "x"]);
         assert_eq!(a.cmd, vec!["grep".to_string(), "-i".into(), "x".into()]);
         assert!(!a.interactive);
-        assert!(parse(&["exec", "sb"]).is_err());
-        assert!(parse(&["shell", "sb"]).is_ok());
+        assert!(parse::<ExecArgs>(&["sb"]).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `beam image …`: the local image store. Until beamd exists these work on the store directly.
+//! `beam image …`: the local image store under `--root`. These work on the store directly, in this
+//! process, not through beamd; `beam image run` runs its container on beam's runtime library here too.
 
 use crate::human;
 use beam::image::archive::{self, ArchiveError};
@@ -117,7 +118,7 @@ pub enum ImageCmd {
     },
     /// Delete blobs and layers no image or live container uses.
     Gc,
-    /// Run a command in a fresh container of an image, in the foreground, and clean up (until beamd exists).
+    /// Run a command in a fresh container of an image, in the foreground, and clean up (without beamd).
     Run {
         image: String,
         #[arg(long)]

@@ -3,11 +3,14 @@
 //! `cp`, `version`, …) only talk to beamd over its HTTP/JSON API, on its unix socket (`--socket`) or
 //! over TCP (`--url`, with a token).
 
+mod args;
 mod client;
+mod container;
 mod cp;
 mod exec;
 mod human;
 mod image;
+mod output;
 mod run;
 mod sandbox;
 

@@ -1,11 +1,11 @@
 //! `beam run`: pull the image, create a sandbox, follow its entrypoint's output.
 
-use crate::client::{Client, Error, usage};
-use crate::sandbox::{self, err_out};
-use beam::api::{self, CreateSandbox, ImageList, MemorySize, PullProgress, PullRequest, Sandbox};
+use crate::args::{parse_env, parse_memory, parse_publish, parse_tags, split};
+use crate::client::{self, Client, Error, usage};
+use crate::output::{err_out, exit_status, reason_str, stream_to_stdout};
+use beam::api::{self, CreateSandbox, ImageList, PullProgress, PullRequest, Sandbox};
 use clap::Args;
 use hyper::Method;
-use std::collections::BTreeMap;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -91,113 +91,6 @@ pub struct RunArgs {
     cmd: Vec<String>,
 }
 
-/// Split a command line like a POSIX shell would (quotes and backslashes; no expansions).
-pub fn split(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("{s:?}: unterminated single quote")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                cur.push('\\');
-                                cur.push(c);
-                            }
-                            None => return Err(format!("{s:?}: unterminated double quote")),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("{s:?}: unterminated double quote")),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                Some('\n') => {}
-                Some(c) => {
-                    in_word = true;
-                    cur.push(c);
-                }
-                None => return Err(format!("{s:?}: ends with a lone backslash")),
-            },
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-/// `--env` values: KEY=VALUE, or KEY alone for `lookup(KEY)` (skipped when that is unset).
-pub fn parse_env(list: &[String], lookup: impl Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>, Error> {
-    let mut m = BTreeMap::new();
-    for e in list {
-        let (k, v) = match e.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_string())),
-            None => (e.as_str(), lookup(e)),
-        };
-        if k.is_empty() || k.contains(char::is_whitespace) || k.contains('\0') {
-            return Err(usage(format!("--env {e:?}: use KEY=VALUE (or KEY to pass on this shell's value)")));
-        }
-        if let Some(v) = v {
-            m.insert(k.to_string(), v);
-        }
-    }
-    Ok(m)
-}
-
-/// `--tag` values: KEY=VALUE.
-fn parse_tags(list: &[String]) -> Result<BTreeMap<String, String>, Error> {
-    let mut m = BTreeMap::new();
-    for t in list {
-        match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                m.insert(k.to_string(), v.to_string());
-            }
-            _ => return Err(usage(format!("--tag {t:?}: use KEY=VALUE"))),
-        }
-    }
-    Ok(m)
-}
-
-/// `--publish [IP:]HOST_PORT:PORT` (Docker's `-p` form; an IPv6 address in brackets).
-pub fn parse_publish(spec: &str) -> Result<beam::api::Publish, Error> {
-    let bad = || usage(format!("--publish {spec:?}: use [HOST_IP:]HOST_PORT:PORT with ports 1-65535, e.g. 15432:5432"));
-    let (rest, port) = spec.rsplit_once(':').ok_or_else(bad)?;
-    let (ip, host_port) = match rest.rsplit_once(':') {
-        Some((ip, hp)) => (ip.trim_start_matches('[').trim_end_matches(']').to_string(), hp),
-        None => (beam::api::DEFAULT_HOST_IP.to_string(), rest),
-    };
-    let num = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
-    Ok(beam::api::Publish { port: num(port)?, host_port: num(host_port)?, host_ip: ip })
-}
-
 /// The create request for these flags (checked here as far as the client can).
 fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Result<CreateSandbox, Error> {
     let entrypoint = match &a.entrypoint {
@@ -227,10 +120,7 @@ fn create_request(a: &RunArgs, lookup: impl Fn(&str) -> Option<String>) -> Resul
     if a.image.trim().is_empty() {
         return Err(usage("--image is empty"));
     }
-    let memory = a.memory.as_ref().map(|m| match m.trim().parse::<f64>() {
-        Ok(n) => MemorySize::MiB(n),
-        Err(_) => MemorySize::Text(m.clone()),
-    });
+    let memory = a.memory.as_deref().map(parse_memory);
     Ok(CreateSandbox {
         image: a.image.clone(),
         entrypoint,
@@ -318,7 +208,7 @@ async fn pull(c: &Client, image: &str) -> Result<(), Error> {
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     let mut done = false;
-    while let Some(chunk) = crate::client::next_chunk(&mut body).await? {
+    while let Some(chunk) = client::next_chunk(&mut body).await? {
         buf.extend_from_slice(&chunk);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
@@ -378,8 +268,8 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32, Error> {
         println!("{id}");
         return Ok(0);
     }
-    let logs = crate::client::sandbox_path(&id, "/logs?follow=true");
-    let follow = sandbox::stream_to_stdout(c, &logs);
+    let logs = client::sandbox_path(&id, "/logs?follow=true");
+    let follow = stream_to_stdout(c, &logs);
     tokio::select! {
         r = follow => r?,
         _ = tokio::signal::ctrl_c() => {
@@ -387,63 +277,28 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32, Error> {
             return Ok(0);
         }
     }
-    let sb = sandbox::wait_exited(c, &id).await?;
+    let sb = client::wait_exited(c, &id).await?;
     if let Some(r) = sb.reason.filter(|r| *r != api::ExitReason::Exited) {
         let why = sb.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
-        err_out(format!("=> Sandbox {id} exited: {}{why}\n", sandbox::reason_str(r)).as_bytes());
+        err_out(format!("=> Sandbox {id} exited: {}{why}\n", reason_str(r)).as_bytes());
     }
-    Ok(sandbox::exit_status(&sb))
+    Ok(exit_status(&sb))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{Cmd, tests::parse};
+    use crate::args::tests::parse;
+    use beam::api::MemorySize;
 
     fn sv(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    #[test]
-    fn splitting() {
-        assert_eq!(split("python3 -m http.server 8888").unwrap(), sv(&["python3", "-m", "http.server", "8888"]));
-        assert_eq!(split("  sh -c 'echo hi; exit 3'  ").unwrap(), sv(&["sh", "-c", "echo hi; exit 3"]));
-        assert_eq!(split(r#"echo "a \"b\" \n $x" c\ d '' """#).unwrap(), sv(&["echo", r#"a "b" \n $x"#, "c d", "", ""]));
-        assert_eq!(split(r"a\\b it's\ ok").unwrap_err(), r#""a\\\\b it's\\ ok": unterminated single quote"#);
-        assert_eq!(split("a\\\nb").unwrap(), sv(&["ab"]));
-        assert!(split("echo \"open").is_err());
-        assert!(split("trailing\\").is_err());
-        assert_eq!(split("").unwrap(), Vec::<String>::new());
-        assert_eq!(split("x'y'\"z\"").unwrap(), sv(&["xyz"]));
-    }
-
-    #[test]
-    fn publish_specs() {
-        let p = |s: &str| parse_publish(s).map(|p| (p.host_ip, p.host_port, p.port));
-        assert_eq!(p("15432:5432").unwrap(), ("127.0.0.1".into(), 15432, 5432));
-        assert_eq!(p("0.0.0.0:8022:22").unwrap(), ("0.0.0.0".into(), 8022, 22));
-        assert_eq!(p("[::1]:8022:22").unwrap(), ("::1".into(), 8022, 22));
-        for bad in ["5432", "0:5432", "15432:70000", "a:b", ""] {
-            assert!(parse_publish(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn envs() {
-        let look = |k: &str| (k == "HOME").then(|| "/root".to_string());
-        let m = parse_env(&sv(&["A=1", "B=x=y", "HOME", "UNSET", "E="]), look).unwrap();
-        assert_eq!(m, BTreeMap::from([("A".into(), "1".into()), ("B".into(), "x=y".into()), ("HOME".into(), "/root".into()), ("E".into(), "".into())]));
-        assert!(parse_env(&sv(&["=x"]), look).is_err());
-        assert_eq!(parse_env(&sv(&["A B=1"]), look).unwrap_err().to_string(), "--env \"A B=1\": use KEY=VALUE (or KEY to pass on this shell's value)");
-        assert!(parse_tags(&sv(&["team=a", "x="])).is_ok());
-        assert!(parse_tags(&sv(&["team"])).is_err());
-    }
-
     fn run_args(args: &[&str]) -> RunArgs {
-        match parse(&[&["run"], args].concat()) {
-            Ok(Cmd::Run(a)) => a,
+        match parse::<RunArgs>(args) {
+            Ok(a) => a,
             Err(e) => panic!("{e}"),
-            _ => panic!("not run"),
         }
     }
 
@@ -474,7 +329,7 @@ mod tests {
         let r = create_request(&run_args(&["--image", "b", "--cap-add", "NET_RAW,mknod", "--landlock", "read-only-system"]), |_| None).unwrap();
         assert_eq!(r.capabilities, sv(&["NET_RAW", "mknod"]));
         assert_eq!(r.landlock.and_then(|l| l.preset), Some(api::LandlockPreset::ReadOnlySystem));
-        assert!(parse(&["run", "--image", "b", "--landlock", "strict"]).is_err());
+        assert!(parse::<RunArgs>(&["--image", "b", "--landlock", "strict"]).is_err());
 
         for bad in [
             &["--image", "b", "--entrypoint", "'open"][..],
@@ -487,9 +342,9 @@ mod tests {
         ] {
             assert!(create_request(&run_args(bad), |_| None).is_err(), "{bad:?}");
         }
-        assert!(parse(&["run", "--image", "b", "--cpu", "lots"]).is_err());
-        assert!(parse(&["run", "--image", "b", "--ports", "70000"]).is_err());
-        assert!(parse(&["run", "--entrypoint", "sh"]).is_err());
+        assert!(parse::<RunArgs>(&["--image", "b", "--cpu", "lots"]).is_err());
+        assert!(parse::<RunArgs>(&["--image", "b", "--ports", "70000"]).is_err());
+        assert!(parse::<RunArgs>(&["--entrypoint", "sh"]).is_err());
     }
 
     #[test]

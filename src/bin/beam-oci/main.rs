@@ -4,9 +4,7 @@ use beam::runtime::verbs::{self, Error, Global};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-mod logging {
-    include!("../oci/logging.rs");
-}
+mod logging;
 
 #[derive(Parser)]
 #[command(name = "beam-oci", about = "beam's OCI runtime (runc-compatible)", disable_version_flag = true)]

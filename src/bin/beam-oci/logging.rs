@@ -1,5 +1,5 @@
-// Logging for beam-oci: runc's shapes, so podman/conmon can read our --log file.
-// text: `time="…" level=error msg="…"`; json: `{"level":"error","msg":"…","time":"…"}`.
+//! Logging for beam-oci: runc's shapes, so podman/conmon can read our --log file.
+//! text: `time="…" level=error msg="…"`; json: `{"level":"error","msg":"…","time":"…"}`.
 
 use std::io::Write;
 use std::path::Path;
