@@ -11,3 +11,5 @@ pub mod netns;
 pub mod random;
 pub mod runtime;
 pub mod sandbox;
+#[cfg(test)]
+mod test_support;

@@ -2,7 +2,9 @@
 //! ways, logs, stop, rm — and the one line it prints when beamd isn't there. Root only.
 
 mod common_beamd;
+mod common_root;
 use common_beamd::*;
+use common_root::require_root;
 use std::process::Output;
 
 fn run(b: &Beamd, args: &[&str]) -> Output {
@@ -22,8 +24,9 @@ fn ok(b: &Beamd, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cli_lifecycle() {
-    require_root!();
+    require_root();
     let b = Beamd::start("cli");
     // run: progress on stderr, the id on stdout
     let o = run(&b, &["run", "--image", "busybox", "--name", "box", "--memory", "512Mi", "--env", "A=1", "--tag", "k=v"]);
@@ -81,8 +84,9 @@ fn cli_lifecycle() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cli_pod_logs_and_exit_code() {
-    require_root!();
+    require_root();
     let b = Beamd::start("clipod");
     // Not detached: follows the entrypoint's output and exits with its code.
     let o = run(&b, &["run", "--image", "busybox", "--entrypoint", "sh -c 'echo from the pod; exit 3'"]);
@@ -107,8 +111,9 @@ fn cli_without_beamd_says_how_to_start_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cli_ports_urls_and_forwards() {
-    require_root!();
+    require_root();
     let gw = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let b = Beamd::start_with("cli-ports", &["--gateway", &format!("127.0.0.1:{gw}")]);
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -3,13 +3,16 @@
 //! daemon still serving and nothing left behind. Root only.
 
 mod common_beamd;
+mod common_root;
 use common_beamd::*;
+use common_root::require_root;
 use serde_json::json;
 use std::time::Duration;
 
 #[test]
+#[ignore = "needs root"]
 fn sandbox_lifecycle_over_http() {
-    require_root!();
+    require_root();
     let b = Beamd::start("life");
     let v = b.get("/v1/version").json();
     assert_eq!(v["api"], "v1");
@@ -40,8 +43,11 @@ fn sandbox_lifecycle_over_http() {
     assert_eq!(o.err(), "oops\n");
     assert_eq!(o.code(), 5);
     assert_eq!(o.exit["reason"], "exited");
-    // loopback is up in the sandbox's own network namespace: a server and a client over 127.0.0.1
-    let o = b.sh(&id, "nc -l -p 7777 > /tmp/got & for i in $(seq 100); do echo ping | nc 127.0.0.1 7777 2>/dev/null && break; sleep 0.05; done; wait; cat /tmp/got; cat /sys/class/net/lo/operstate");
+    // loopback is up in the sandbox's own network namespace: a server and a client over 127.0.0.1.
+    // The server's stdin must not hit EOF: busybox nc (netcat 1.10 mode) that sees EOF on stdin
+    // before the client's data quits without reading it (exec's stdin is /dev/null; it lost "ping"
+    // about 1 run in 10 on a busy host). /dev/zero never ends, so it exits only when the client hangs up.
+    let o = b.sh(&id, "nc -l -p 7777 > /tmp/got < /dev/zero & for i in $(seq 100); do echo ping | nc 127.0.0.1 7777 >/dev/null 2>&1 && break; sleep 0.05; done; wait; cat /tmp/got; cat /sys/class/net/lo/operstate");
     assert_eq!(o.out(), "ping\nunknown\n", "{}", o.err());
     let r = b.post(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["no-such-tool"]}));
     assert!(r.api_error(400).contains("no-such-tool"));
@@ -99,8 +105,9 @@ fn sandbox_lifecycle_over_http() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pod_logs_and_exit_code() {
-    require_root!();
+    require_root();
     let b = Beamd::start("pod");
     let s = b.create(&json!({"image": "busybox", "entrypoint": ["sh", "-c", "for i in 1 2 3; do echo line $i; done; echo warn >&2; exit 4"]}));
     let id = s["id"].as_str().unwrap();
@@ -121,8 +128,9 @@ fn pod_logs_and_exit_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_input_is_a_clear_4xx_and_leaves_nothing() {
-    require_root!();
+    require_root();
     let b = Beamd::start("bad");
     let create = |body: serde_json::Value| b.post("/v1/sandboxes", &body);
     assert!(create(json!({"image": "127.0.0.1:9/nope/nothing:1"})).api_error(400).contains("nope"));
@@ -169,8 +177,9 @@ fn bad_input_is_a_clear_4xx_and_leaves_nothing() {
 
 /// TCP needs the bearer token; SIGTERM stops serving and leaves sandboxes running for the next beamd.
 #[test]
+#[ignore = "needs root"]
 fn tcp_token_and_sigterm() {
-    require_root!();
+    require_root();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tokdir = tempfile::tempdir().unwrap();
     let token_file = tokdir.path().join("token");

@@ -3,7 +3,9 @@
 //! Every test runs its own beamd (tests/common_beamd) and needs root.
 
 mod common_beamd;
+mod common_root;
 use common_beamd::*;
+use common_root::require_root;
 
 use serde_json::{Value, json};
 use std::io::Read;
@@ -97,8 +99,9 @@ fn init_of(created: &Value) -> (String, i32, u64) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn twenty_sandboxes_in_parallel() {
-    require_root!();
+    require_root();
     let b = Beamd::start("twenty");
     // Build the image once up front so the 20 creates race on sandboxes, not on the recipe build.
     let r = b.post("/v1/images/pull", &json!({"image": "busybox"}));
@@ -134,8 +137,9 @@ fn twenty_sandboxes_in_parallel() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn beamd_kill9_and_restart() {
-    require_root!();
+    require_root();
     let mut b = Beamd::start("kill9");
     let a = b.create(&json!({"image": "busybox"}));
     let bb = b.create(&json!({"image": "busybox", "entrypoint": ["sh", "-c", "sleep 2; exit 7"]}));
@@ -188,8 +192,9 @@ fn beamd_kill9_and_restart() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exit_reasons() {
-    require_root!();
+    require_root();
     let b = Beamd::start("reasons");
     let r = b.post("/v1/images/pull", &json!({"image": "busybox"}));
     assert!(r.text().contains("\"done\""), "{}", r.text());
@@ -272,8 +277,9 @@ fn exit_reasons() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_streams_100mb() {
-    require_root!();
+    require_root();
     let b = Beamd::start("bigexec");
     let c = b.create(&json!({"image": "busybox"}));
     let id = c["id"].as_str().unwrap();
@@ -297,8 +303,9 @@ fn exec_streams_100mb() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn security_from_inside() {
-    require_root!();
+    require_root();
     let b = Beamd::start("security");
     let landlock_abi = b.get("/v1/version").json()["landlock_abi"].as_u64().expect("landlock_abi");
     let c = b.create(&json!({"image": "busybox"}));
@@ -405,8 +412,9 @@ impl Conn {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_stdin_and_tty() {
-    require_root!();
+    require_root();
     let b = Beamd::start("stdin");
     let c = b.create(&json!({"image": "busybox"}));
     let id = c["id"].as_str().unwrap();

@@ -1,15 +1,17 @@
 //! containerd drives beam-oci: `ctr run --runc-binary <beam-oci>` through containerd 1.6's runc v2 shim, the
 //! path every containerd client (and Kubernetes, see tests/cri.rs) takes.
 //!
-//! Root only; skipped (with a message) when containerd or ctr is missing. containerd is the test's own (its
-//! root, state, socket and config under a temp dir, in a mount namespace of its own: tests/common_containerd),
-//! the image is an OCI archive of busybox-static built here and imported with `ctr image import`; a guard tears
-//! it all down even when a step fails.
+//! Root only (`#[ignore = "needs root"]`); skipped (with a message) when containerd or ctr is missing.
+//! containerd is the test's own (its root, state, socket and config under a temp dir, in a mount namespace of
+//! its own: tests/common_containerd), the image is an OCI archive of busybox-static built here and imported
+//! with `ctr image import`; a guard tears it all down even when a step fails.
 //!
-//! Run: `cargo test --test containerd -- --nocapture`
+//! Run (as root): `cargo test --test containerd -- --include-ignored --nocapture`
 
 mod common_containerd;
+mod common_root;
 use common_containerd::{Containerd, Options, await_cond, beam_oci, busybox_rootfs, cgroup_dirs, oci_archive, text};
+use common_root::require_root;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +23,9 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_runs_execs_pauses_kills_and_deletes_with_beam_oci() {
+    require_root();
     if let Some(why) = common_containerd::skip_reason() {
         eprintln!("skipped: {why}");
         return;

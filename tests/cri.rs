@@ -7,13 +7,15 @@
 //! nothing is left; and a pod for an unknown runtime handler is refused, naming the handler. The pod uses the
 //! node's network namespace (NamespaceMode NODE, like `hostNetwork: true`), so containerd needs no CNI plugin.
 //!
-//! Root only; skipped (with a message) when containerd or ctr is missing. containerd is the test's own
-//! (tests/common_containerd), torn down by a guard even when a step fails.
+//! Root only (`#[ignore = "needs root"]`); skipped (with a message) when containerd or ctr is missing.
+//! containerd is the test's own (tests/common_containerd), torn down by a guard even when a step fails.
 //!
-//! Run: `cargo test --test cri -- --nocapture`
+//! Run (as root): `cargo test --test cri -- --include-ignored --nocapture`
 
 mod common_containerd;
+mod common_root;
 use common_containerd::{Containerd, Options, busybox_rootfs, cgroup_dirs, oci_archive};
+use common_root::require_root;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -166,7 +168,9 @@ async fn assert_nothing_left(cri: &mut Cri, ctd: &Containerd, ids: &[&str], cgro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn kubelet_cri_calls_run_a_pod_on_beam_oci() {
+    require_root();
     if let Some(why) = common_containerd::skip_reason() {
         eprintln!("skipped: {why}");
         return;
@@ -314,7 +318,9 @@ fn beam_oci_status(ctd: &Containerd, id: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn unknown_runtime_handler_is_refused_and_leaves_nothing() {
+    require_root();
     if let Some(why) = common_containerd::skip_reason() {
         eprintln!("skipped: {why}");
         return;

@@ -1,10 +1,13 @@
 //! beamd's gateway: `http://<sandbox>-<port>.localhost:<gw>/` and `/sandbox/<sandbox>/<port>/` proxied into
 //! sandboxes (busybox httpd and nc servers inside), keep-alive, large bodies both ways, upgrades, tokens,
-//! error pages, and keep-warm through open connections. Needs root (skips otherwise).
+//! error pages, and keep-warm through open connections. Needs root (`#[ignore = "needs root"]`: run with
+//! `--include-ignored` as root).
 
 mod common_beamd;
+mod common_root;
 
 use common_beamd::Beamd;
+use common_root::require_root;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -156,8 +159,9 @@ fn httpd_sandbox(b: &Beamd, extra: Value) -> Value {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn proxies_by_host_and_by_path() {
-    require_root!();
+    require_root();
     let (b, gw) = start("gw-proxy");
     let s = httpd_sandbox(&b, json!({"name": "web"}));
     let id = s["id"].as_str().unwrap().to_string();
@@ -250,8 +254,9 @@ fn proxies_by_host_and_by_path() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn streams_request_bodies_and_upgrades() {
-    require_root!();
+    require_root();
     let (b, gw) = start("gw-upgrade");
     // 9000: answers an upgrade with 101 and then echoes; 9100: reads a 5 MiB body, answers its sha256.
     let ws = "while read -r l; do l=${l%?}; [ -z \"$l\" ] && break; done\n\
@@ -339,8 +344,9 @@ fn upgrade(b: &Beamd, gw: u16, path: &str) -> Conn {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn authorized_sandboxes_need_their_token() {
-    require_root!();
+    require_root();
     let (b, gw) = start("gw-token");
     let s = httpd_sandbox(&b, json!({"authorized": true}));
     let id = s["id"].as_str().unwrap().to_string();
@@ -383,8 +389,9 @@ fn authorized_sandboxes_need_their_token() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn open_connections_keep_a_sandbox_warm() {
-    require_root!();
+    require_root();
     let (b, gw) = start("gw-warm");
     let ws = "while read -r l; do l=${l%?}; [ -z \"$l\" ] && break; done\n\
               printf 'HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n'\n\
@@ -418,11 +425,9 @@ fn open_connections_keep_a_sandbox_warm() {
 /// image in beamd's store first — debootstrap and apt from the host's Debian mirror, pip from PyPI, ≈1 min —
 /// so it needs the network, like tests/recipes.rs's python test.
 #[test]
+#[ignore = "needs root"]
 fn jupyter_notebook_through_the_gateway() {
-    if !common_beamd::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let (b, gw) = start("jupyter");
     let store = beam::image::store::Store::open(&b.root.join("images")).expect("open beamd's store");
     let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/jupyter.toml");
@@ -507,11 +512,9 @@ fn tcp_hello(b: &Beamd, host_port: u16) -> String {
 /// Raw TCP forwards (`publish`): at create and on a running sandbox, taken ports and bad addresses refused
 /// with nothing made, re-bound after a beamd crash, gone with the sandbox.
 #[test]
+#[ignore = "needs root"]
 fn raw_tcp_forwards() {
-    if !common_beamd::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let (mut b, _gw) = start("forward");
     let (p1, p2) = (free_port(), free_port());
     let serve = |port: u16, word: &str| format!("while true; do echo {word} | nc -l -p {port}; done");

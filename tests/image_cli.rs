@@ -3,7 +3,9 @@
 //! container, and bad input. Root only.
 
 mod common_registry;
+mod common_root;
 use common_registry::Registry;
+use common_root::require_root;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -32,16 +34,11 @@ fn fails(root: &Path, args: &[&str]) -> String {
     e
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 #[test]
+#[ignore = "needs root"]
 fn build_run_push_pull_gc() {
-    if !is_root() || !Path::new("/usr/bin/docker-registry").exists() {
-        eprintln!("skipped: needs root and docker-registry");
-        return;
-    }
+    require_root();
+    require_registry!();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     ok(a.path(), &["image", "build", "busybox", "-q"]);
@@ -108,11 +105,9 @@ fn build_run_push_pull_gc() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_input_is_one_line_and_changes_nothing() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let a = tempfile::tempdir().unwrap();
     let e = fails(a.path(), &["image", "run", "nope"]);
     assert!(e.contains("not found") && e.contains("beam image pull"), "{e}");
@@ -135,11 +130,9 @@ fn bad_input_is_one_line_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_killed_run_is_cleaned_up_by_the_next() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let a = tempfile::tempdir().unwrap();
     let root = a.path();
     ok(root, &["image", "build", "busybox", "-q"]);

@@ -3,6 +3,9 @@
 //! mount, for /proc) namespace through `unshare --pid --fork --kill-child --mount-proc`, or as a
 //! plain child where a test needs host pids, with fds 3/4/5 set up as beamd does. Needs root.
 
+mod common_root;
+use common_root::require_root;
+
 use beam::sandbox::INIT_BINARY;
 use beam::sandbox::initclient::{ExecHandle, ExecSpec, InitClient, InitClientError};
 use beam::sandbox::initproto::{self, Reply, Request};
@@ -17,15 +20,6 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-macro_rules! require_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -249,8 +243,9 @@ async fn run(client: &InitClient, spec: ExecSpec) -> (String, String, (i32, i32)
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn exec_with_pipes() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     assert_eq!(within("ping", init.client.ping()).await.unwrap(), 0);
     let (out, err, status) = run(&init.client, spec(&["sh", "-c", "echo out; echo err >&2; exit 3"])).await;
@@ -261,8 +256,9 @@ async fn exec_with_pipes() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn exec_errors_leave_the_init_serving() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     let (stdio, _, _) = pipes();
     match within("exec", init.client.exec(spec(&["nosuchcmd", "x"]), Some(stdio))).await {
@@ -289,8 +285,9 @@ async fn exec_errors_leave_the_init_serving() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn exec_env_cwd_user_and_path() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     let mut s = spec(&["sh", "-c", "echo $FOO; pwd; id -u; id -g; id -G"]);
     s.env.push("FOO=bar baz".into());
@@ -340,8 +337,9 @@ fn read_until(master: &mut File, seen: &mut String, needle: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn exec_with_a_tty() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     let mut s = spec(&["sh", "-c", "tty; stty size; read line; stty size"]);
     (s.tty, s.rows, s.cols) = (true, 30, 100);
@@ -363,8 +361,9 @@ async fn exec_with_a_tty() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn signal_and_kill_and_ps() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     let (stdio, _, _) = pipes();
     let handle = within("exec", init.client.exec(spec(&["sleep", "100"]), Some(stdio))).await.unwrap();
@@ -385,8 +384,9 @@ async fn signal_and_kill_and_ps() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn dropping_the_handle_kills_the_process() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts { pid_ns: false, ..Opts::default() });
     let (stdio, _, _) = pipes();
     let handle = within("exec", init.client.exec(spec(&["sleep", "100"]), Some(stdio))).await.unwrap();
@@ -403,8 +403,9 @@ async fn dropping_the_handle_kills_the_process() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn entrypoint_exit_code_log_and_status() {
-    require_root!();
+    require_root();
     let mut init = Init::start(Opts {
         args: &["--uid", "65534", "--gid", "65534", "--", "sh", "-c", "echo hello; id -u; echo oops >&2; exit 7"],
         ..Opts::default()
@@ -421,8 +422,9 @@ fn entrypoint_exit_code_log_and_status() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn signals_are_forwarded_to_the_entrypoint() {
-    require_root!();
+    require_root();
     let mut init = Init::start(Opts { args: &["--", "sleep", "100"], ..Opts::default() });
     let pid = within("ping", init.client.ping()).await.unwrap();
     assert!(pid > 1, "entrypoint pid {pid}");
@@ -432,8 +434,9 @@ async fn signals_are_forwarded_to_the_entrypoint() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sigterm_without_entrypoint_exits_zero() {
-    require_root!();
+    require_root();
     let mut init = Init::start(Opts { pid_ns: false, ..Opts::default() });
     // Once it answers, its signals are set up.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -460,8 +463,9 @@ fn log_bound(log_dir: Option<&Path>) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn log_is_bounded_by_collapsing() {
-    require_root!();
+    require_root();
     let log = log_bound(None);
     // ext4/xfs collapse the oldest half in place: no restart marker, and the start is gone.
     if !String::from_utf8_lossy(&log).contains("[beam-init: log truncated]") {
@@ -471,8 +475,9 @@ fn log_is_bounded_by_collapsing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn log_is_bounded_by_truncating_on_tmpfs() {
-    require_root!();
+    require_root();
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() {
         eprintln!("skipped: no /dev/shm");
@@ -499,8 +504,9 @@ fn raw_call(fd: &OwnedFd, packet: &[u8]) -> Option<Reply> {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn malformed_packets_get_an_error_and_a_close() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     for packet in [vec![99u8, 1, 2], vec![], Request::Exec(spec(&["true"])).encode()] {
         let fd = raw_conn(&init);
@@ -523,8 +529,9 @@ async fn malformed_packets_get_an_error_and_a_close() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn a_dead_init_is_reported_as_dead() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     let (stdio, _, _) = pipes();
     let handle = within("exec", init.client.exec(spec(&["sleep", "100"]), Some(stdio))).await.unwrap();
@@ -537,8 +544,9 @@ async fn a_dead_init_is_reported_as_dead() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn orphans_are_reaped_and_many_clients_are_served() {
-    require_root!();
+    require_root();
     let init = Init::start(Opts::default());
     // The shell exits at once; its background children re-parent to the init (PID 1), which reaps them.
     let (_, _, status) = run(&init.client, spec(&["sh", "-c", "sleep 0.2 & sleep 0.2 & exit 0"])).await;

@@ -5,7 +5,9 @@
 //! compared before and after one test.
 
 mod common_net;
+mod common_root;
 use common_net::*;
+use common_root::require_root;
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -13,15 +15,6 @@ use std::time::Duration;
 
 use beam::netns::{self, NetConfig, Network, Policy, Teardown};
 use ipnet::Ipv4Net;
-
-macro_rules! require_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
 
 /// The "host" and "internet" namespaces and beam's state dir. Everything goes when it drops.
 struct World {
@@ -82,8 +75,9 @@ fn lease_files(w: &World) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn attach_configures_the_sandbox_and_egress_is_nated() {
-    require_root!();
+    require_root();
     let w = World::new();
     let net = w.network();
     assert_eq!(net.subnet(), "10.88.0.0/16".parse::<Ipv4Net>().unwrap(), "first candidate: no host route clashes");
@@ -124,8 +118,9 @@ fn attach_configures_the_sandbox_and_egress_is_nated() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn block_network_allowlist_and_live_policy_changes() {
-    require_root!();
+    require_root();
     let w = World::new();
     let net = w.network();
     let sb = new_netns();
@@ -167,8 +162,9 @@ fn block_network_allowlist_and_live_policy_changes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sandboxes_cannot_reach_each_other_or_the_host() {
-    require_root!();
+    require_root();
     let w = World::new();
     let net = w.network();
     let (a, b) = (new_netns(), new_netns());
@@ -190,8 +186,9 @@ fn sandboxes_cannot_reach_each_other_or_the_host() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn detach_releases_veth_lease_and_rules() {
-    require_root!();
+    require_root();
     let w = World::new();
     let net = w.network();
     let sb = new_netns();
@@ -219,8 +216,9 @@ fn detach_releases_veth_lease_and_rules() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn reconcile_after_a_crash_removes_what_dead_sandboxes_left() {
-    require_root!();
+    require_root();
     let w = World::new();
     let (a, b) = (new_netns(), new_netns());
     let (va, vb) = {
@@ -248,8 +246,9 @@ fn reconcile_after_a_crash_removes_what_dead_sandboxes_left() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn teardown_removes_tables_and_bridge_and_the_real_host_is_untouched() {
-    require_root!();
+    require_root();
     let snapshot = || {
         (
             run_in(None, &["nft", "list", "ruleset"]),
@@ -288,8 +287,9 @@ fn teardown_removes_tables_and_bridge_and_the_real_host_is_untouched() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn network_none_is_loopback_only() {
-    require_root!();
+    require_root();
     let sb = new_netns();
     netns::loopback_up(sb.as_fd()).unwrap();
     let links = ip(sb.as_fd(), "-o link show");
@@ -300,8 +300,9 @@ fn network_none_is_loopback_only() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn subnet_avoids_host_routes_and_can_be_configured() {
-    require_root!();
+    require_root();
     let w = World::new();
     ip(w.h(), "addr add 10.88.7.7/16 dev up0");
     ip(w.h(), "route add 10.89.0.0/24 via 198.51.100.1");
@@ -324,8 +325,9 @@ fn subnet_avoids_host_routes_and_can_be_configured() {
 /// Sandbox links take the uplink's MTU (a host on a 1400-byte link must not hand sandboxes 1500, or large
 /// replies depend on path-MTU discovery), an explicit MTU wins, and handshakes out get their MSS clamped.
 #[test]
+#[ignore = "needs root"]
 fn links_take_the_uplink_mtu_and_mss_is_clamped() {
-    require_root!();
+    require_root();
     let w = World::new();
     ip(w.h(), "link set up0 mtu 1400");
     let net = w.network();

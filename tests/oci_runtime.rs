@@ -2,14 +2,17 @@
 //! busybox bundle, and `Ctx` deletes every container it made when the test ends (pass or fail).
 
 mod common;
+mod common_root;
 use common::*;
+use common_root::require_root;
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 #[test]
+#[ignore = "needs root"]
 fn run_echo_and_exit_code() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("run");
     let b = cx.bundle("b", &["echo", "hello from beam"]);
     let id = cx.id("echo");
@@ -25,8 +28,9 @@ fn run_echo_and_exit_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn isolation_pid1_hostname_mounts() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("iso");
     let b = cx.bundle("b", &["sh", "-c", "echo pid=$$; hostname; cat /proc/self/mountinfo; ls /proc | grep -c '^[0-9]'"]);
     let out = cx.ok(&["run", "--bundle", b.path(), &cx.id("c")]);
@@ -46,8 +50,9 @@ fn isolation_pid1_hostname_mounts() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn capabilities_and_seccomp_in_effect() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("sec");
     let mut b = cx.bundle("b", &["sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/x"]);
     let mut profile = serde_json::to_value(beam::runtime::seccomp::default_profile()).unwrap();
@@ -67,8 +72,9 @@ fn capabilities_and_seccomp_in_effect() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn memory_limit_oom_kills_and_is_reported() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("oom");
     let mut b = cx.bundle("b", &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
     b.config["linux"]["resources"]["memory"] = json!({"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024});
@@ -83,8 +89,9 @@ fn memory_limit_oom_kills_and_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pids_limit_stops_a_fork_bomb() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("pids");
     let mut b = cx.bundle("b", &["sh", "-c", "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; echo spawned"]);
     b.config["linux"]["resources"]["pids"] = json!({"limit": 10});
@@ -94,8 +101,9 @@ fn pids_limit_stops_a_fork_bomb() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn masked_and_readonly_paths() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("mask");
     let mut b = cx.bundle(
         "b",
@@ -113,8 +121,9 @@ fn masked_and_readonly_paths() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hooks_run_in_order_with_state() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("hooks");
     let mut b = cx.bundle("b", &["true"]);
     let log = cx.tmp.path().join("hooks");
@@ -146,8 +155,9 @@ fn hooks_run_in_order_with_state() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn console_socket_receives_a_working_pty() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("tty");
     let mut b = cx.bundle("b", &["sh", "-c", "tty; stty size; read x; echo got:$x"]);
     b.config["process"]["terminal"] = json!(true);
@@ -176,8 +186,9 @@ fn console_socket_receives_a_working_pty() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exec_joins_namespaces_and_cgroup() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("exec");
     let b = cx.bundle("b", &["sleep", "1000"]);
     let id = cx.id("c");
@@ -211,8 +222,9 @@ fn exec_joins_namespaces_and_cgroup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pause_resume_kill_delete_leave_nothing() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("life");
     let b = cx.bundle("b", &["sleep", "1000"]);
     let id = cx.id("c");
@@ -252,8 +264,9 @@ fn pause_resume_kill_delete_leave_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_all_and_force_delete() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("killall");
     let b = cx.bundle("b", &["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
     let id = cx.id("c");
@@ -275,8 +288,9 @@ fn kill_all_and_force_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn user_namespace_maps_root() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("userns");
     let mut b = cx.bundle("b", &["sh", "-c", "cat /proc/self/uid_map; id -u; touch /tmp/f && stat -c %u /tmp/f"]);
     b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
@@ -296,8 +310,9 @@ fn user_namespace_maps_root() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sysctl_rlimits_user_and_cwd() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("proc");
     let mut b = cx.bundle("b", &["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; id -u; id -g; id -G; pwd; umask; cat /proc/self/oom_score_adj"]);
     b.config["process"]["oomScoreAdj"] = json!(500);
@@ -311,8 +326,9 @@ fn sysctl_rlimits_user_and_cwd() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_host_fds_and_runtime_binary_unreachable() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("cve");
     let b = cx.bundle("b", &["sleep", "1000"]);
     let id = cx.id("c");
@@ -335,8 +351,9 @@ fn no_host_fds_and_runtime_binary_unreachable() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mount_destination_symlink_stays_inside_rootfs() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("symlink");
     let mut b = cx.bundle("b", &["sh", "-c", "cat /evil/marker"]);
     let target = cx.tmp.path().join("host-target");
@@ -354,8 +371,9 @@ fn mount_destination_symlink_stays_inside_rootfs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bad_input_is_one_clear_line_and_leaves_nothing() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("bad");
     let one_line = |e: &str| assert_eq!(e.trim().lines().count(), 1, "not one line: {e}");
     // no config.json
@@ -453,8 +471,9 @@ fn version_features_and_spec() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn join_namespaces_by_path_and_time_namespace() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("join");
     let mut a = cx.bundle("a", &["sleep", "1000"]);
     a.config["hostname"] = json!("alpha");
@@ -485,8 +504,9 @@ fn join_namespaces_by_path_and_time_namespace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_pivot_preserve_fds_and_domainname() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("nopivot");
     let mut b = cx.bundle("b", &["sh", "-c", "cat <&3; cat /proc/sys/kernel/domainname; ls /proc/self/fd | wc -l"]);
     b.config["domainname"] = json!("example.org");
@@ -515,8 +535,9 @@ fn no_pivot_preserve_fds_and_domainname() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn landlock_from_annotations_applies_to_init_and_exec() {
-    require_root!();
+    require_root();
     if beam::runtime::landlock::abi_version().is_err() {
         eprintln!("skipped: no landlock in this kernel");
         return;
@@ -557,8 +578,9 @@ fn landlock_from_annotations_applies_to_init_and_exec() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn force_delete_removes_a_half_created_container() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("half");
     let id = cx.id("c");
     // What a `create` killed with SIGKILL before writing state.json leaves: its state dir and cgroup.
@@ -579,8 +601,9 @@ fn force_delete_removes_a_half_created_container() {
 /// delete takes every one of them away. Run in a throwaway mount namespace, whose table must be the
 /// same after delete as before, and the host's must not change at all.
 #[test]
+#[ignore = "needs root"]
 fn no_mount_namespace_leaves_the_callers_mount_table_as_it_was() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("nomntns");
     let mut b = cx.bundle("b", &["sh", "-c", "readlink /proc/self/ns/mnt > /ns; ls / > /ls"]);
     let nss = b.config["linux"]["namespaces"].as_array_mut().unwrap();
@@ -634,8 +657,9 @@ cat /proc/self/mountinfo > {t}/after
 /// is made: a hostname without a uts namespace, a net sysctl without a network namespace, a sysctl
 /// that no namespace covers.
 #[test]
+#[ignore = "needs root"]
 fn settings_for_a_namespace_the_container_lacks_are_refused() {
-    require_root!();
+    require_root();
     let cx = Ctx::new("nons");
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let cases: [(&str, &str, serde_json::Value, &str); 3] = [

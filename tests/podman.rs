@@ -1,13 +1,16 @@
 //! podman drives beam-oci: `podman --runtime <beam-oci> run/exec/rm` on an offline busybox image.
 //!
-//! Root only; skipped (with a message) when podman or conmon is missing. podman gets its own storage under a
+//! Root only (`#[ignore = "needs root"]`); skipped (with a message) when podman or conmon is missing. podman gets its own storage under a
 //! temp dir (`--root/--runroot/--tmpdir`, vfs driver, file events, cgroupfs), so the host's podman store is
 //! never touched; a guard removes our containers, the image and any mount left under the temp dir, even when
 //! a step fails. When a step fails, it is replayed once with podman at info level and a tracing wrapper as
 //! the runtime, which records every beam-oci invocation podman/conmon made (argv + exit status) and beam-oci's
 //! own log, and all of it goes into the panic message.
 //!
-//! Run: `cargo test --test podman -- --nocapture`
+//! Run (as root): `cargo test --test podman -- --include-ignored --nocapture`
+
+mod common_root;
+use common_root::require_root;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -217,11 +220,9 @@ fn assert_gone(id: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn podman_runs_execs_and_removes_with_beam_oci() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let Some(podman) = which("podman") else {
         eprintln!("skipped: podman is not installed");
         return;

@@ -2,6 +2,9 @@
 //! images run by beam-oci, and recipe builds with step caching and committed whiteouts.
 //! Every test works in its own temp dir; guards unmount everything they mounted, even on failure.
 
+mod common_root;
+use common_root::require_root;
+
 use beam::image::bundle::{self, Overrides};
 use beam::image::recipe::{self, BuildOptions};
 use beam::image::rootfs::{self, Method};
@@ -10,15 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-macro_rules! require_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
 
 /// Unmounts and removes a container dir on drop.
 struct DirGuard(PathBuf);
@@ -75,8 +69,9 @@ fn rootfs_300_layers(method: Method) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rootfs_300_layers_new_api() {
-    require_root!();
+    require_root();
     if !rootfs::has_lowerdir_plus() {
         eprintln!("skipped: kernel < 6.8");
         return;
@@ -85,14 +80,16 @@ fn rootfs_300_layers_new_api() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rootfs_300_layers_legacy_mount() {
-    require_root!();
+    require_root();
     rootfs_300_layers(Method::Legacy);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rootfs_whiteout_and_opaque_dir() {
-    require_root!();
+    require_root();
     let t = tmp("wh");
     let (low, up) = (t.path().join("low"), t.path().join("up"));
     write(&low.join("gone"), "lower");
@@ -122,8 +119,9 @@ fn rootfs_whiteout_and_opaque_dir() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn rootfs_errors_name_the_dir() {
-    require_root!();
+    require_root();
     let t = tmp("err");
     let dir = t.path().join("c");
     let _g = DirGuard(dir.clone());
@@ -203,8 +201,9 @@ fn sh(script: &str) -> Overrides {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn busybox_recipe_builds_in_seconds_and_runs() {
-    require_root!();
+    require_root();
     let w = World::new("bb");
     let start = Instant::now();
     let img = w.busybox();
@@ -224,8 +223,9 @@ fn busybox_recipe_builds_in_seconds_and_runs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bundle_honours_env_workdir_user_and_readonly() {
-    require_root!();
+    require_root();
     let w = World::new("ovr");
     let img = w.busybox();
     let o = Overrides {
@@ -257,8 +257,9 @@ fn bundle_honours_env_workdir_user_and_readonly() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bundle_drop_unmounts_and_unpins() {
-    require_root!();
+    require_root();
     let w = World::new("drop");
     let img = w.busybox();
     let b = bundle::create(&w.store, &img, &w.path().join("b"), &sh("true")).unwrap();
@@ -273,8 +274,9 @@ fn bundle_drop_unmounts_and_unpins() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn recipe_commands_are_cached_layers_with_whiteouts() {
-    require_root!();
+    require_root();
     let w = World::new("cmds");
     let path = w.recipe(
         "greet",
@@ -332,8 +334,9 @@ expose = [8080]
 }
 
 #[test]
+#[ignore = "needs root"]
 fn recipe_commit_keeps_opaque_dirs_and_links() {
-    require_root!();
+    require_root();
     let w = World::new("opq");
     // Build steps see the host's CA bundle when it has one (TLS-inspecting egress).
     let ca_check =
@@ -354,8 +357,9 @@ fn recipe_commit_keeps_opaque_dirs_and_links() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn recipe_step_failure_names_command_and_code() {
-    require_root!();
+    require_root();
     let w = World::new("fail");
     let path = w.recipe("bad", "base = \"busybox\"\ncommands = [\"echo oops >&2; exit 3\"]\n");
     let e = recipe::build(&w.store, &path, &World::quiet()).unwrap_err().to_string();
@@ -365,8 +369,9 @@ fn recipe_step_failure_names_command_and_code() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn recipe_build_cleans_up_after_killed_builds() {
-    require_root!();
+    require_root();
     let w = World::new("stale");
     let img = w.busybox();
     // A bundle left behind by a build process that no longer exists (pid 4194399: above the largest possible pid_max).
@@ -393,8 +398,9 @@ fn recipe_unknown_key_is_named() {
 
 /// debootstrap (~40 s) + apt (python3, pip) from the host's Debian mirror: needs the network.
 #[test]
+#[ignore = "needs root"]
 fn python_recipe_builds_and_runs() {
-    require_root!();
+    require_root();
     let w = World::new("py");
     let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
     let start = Instant::now();

@@ -1,13 +1,16 @@
 //! Registry pull/push against a real local `docker-registry`, and OCI layout / oci-archive /
-//! docker-archive import. Every test starts its own registry on 127.0.0.1 and uses temp stores.
+//! docker-archive import. Every test starts its own registry on 127.0.0.1 and uses temp stores. Root only
+//! (`#[ignore = "needs root"]`): unpacking a layer gives its files their owners (chown).
 
 mod common_registry;
+mod common_root;
 
 use beam::image::archive;
 use beam::image::digest::Digest;
 use beam::image::registry::{self, PullOptions, PushOptions, RegistryError};
 use beam::image::store::ImageRecord;
 use common_registry::{Comp, ImageSpec, Registry, blob_names, make_image, path_str, temp_store};
+use common_root::require_root;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -33,7 +36,9 @@ fn same_content(a: &ImageRecord, b: &ImageRecord) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn push_then_pull_by_tag_and_digest() {
+    require_root();
     require_registry!();
     let reg = Registry::start();
     let (a, _da) = temp_store();
@@ -70,7 +75,9 @@ fn push_then_pull_by_tag_and_digest() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn docker_media_types_zstd_and_plain_layers() {
+    require_root();
     require_registry!();
     let reg = Registry::start();
     let (a, _da) = temp_store();
@@ -107,7 +114,9 @@ fn docker_media_types_zstd_and_plain_layers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn index_resolves_to_host_platform() {
+    require_root();
     require_registry!();
     let reg = Registry::start();
     let (a, _da) = temp_store();
@@ -188,7 +197,9 @@ fn index_resolves_to_host_platform() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn missing_tag_and_unreachable_registry_are_clear_errors() {
+    require_root();
     require_registry!();
     let reg = Registry::start();
     let (a, _da) = temp_store();
@@ -255,7 +266,9 @@ fn missing_tag_and_unreachable_registry_are_clear_errors() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn corrupt_blob_in_registry_is_detected() {
+    require_root();
     require_registry!();
     let reg = Registry::start();
     let (a, _da) = temp_store();
@@ -283,7 +296,9 @@ fn corrupt_blob_in_registry_is_detected() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn basic_auth_with_flags_and_docker_config() {
+    require_root();
     require_registry!();
     let Some(reg) = Registry::start_with_auth("beam", "s3cret") else {
         eprintln!("skipped: no bcrypt implementation (python3 crypt) to write the htpasswd file");
@@ -335,7 +350,9 @@ fn basic_auth_with_flags_and_docker_config() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn import_oci_layout_oci_archive_and_docker_archive() {
+    require_root();
     require_registry!();
     let (a, _da) = temp_store();
     let mut spec = ImageSpec::new("beam.local/imp:1");

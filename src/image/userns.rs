@@ -278,11 +278,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn owns_a_mapped_namespace() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        crate::test_support::require_root();
         let ns = UserNs::new(&[(0, 300000, 1000)], &[(0, 310000, 1000)]).unwrap();
         assert_eq!((ns.host_uid(0), ns.host_gid(1)), (Some(300000), Some(310001)));
         // The child is gone but the namespace lives on through the fd.

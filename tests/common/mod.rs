@@ -14,17 +14,6 @@ pub fn beam_oci() -> &'static str {
     env!("CARGO_BIN_EXE_beam-oci")
 }
 
-/// Skip (return early) when not root: these tests need the real kernel features.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A test's world: its own `--root`, bundles under a temp dir, and cleanup on drop.

@@ -10,21 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Skip (return early) when not root.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !common_beamd::is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 pub struct Beamd {
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,

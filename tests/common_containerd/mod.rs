@@ -36,11 +36,9 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Why these tests can't run here (not root, a tool missing), or None.
+/// Why these tests can't run here (a tool missing), or None. Root is not a reason to skip: the tests are
+/// `#[ignore = "needs root"]` and call `require_root()` (tests/common_root) first.
 pub fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root".into());
-    }
     for tool in ["containerd", "ctr", "containerd-shim-runc-v2", "unshare", "nsenter", "timeout", "tar"] {
         if which(tool).is_none() {
             return Some(format!("{tool} is not installed (scripts/deps.sh --test installs containerd)"));

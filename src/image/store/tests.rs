@@ -1,7 +1,9 @@
-//! Store round trips on the real file system, with images built in memory.
+//! Store round trips on the real file system, with images built in memory. Adding an image unpacks its
+//! layers, which gives their files their owners (chown): those tests are `#[ignore = "needs root"]`.
 
 use super::*;
 use crate::image::unpack::tests::Tar;
+use crate::test_support::require_root;
 use std::io::Write as _;
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -68,7 +70,9 @@ fn blobs_are_verified() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_image_unpacks_gzip_and_zstd_layers() {
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path()).unwrap();
     let top = Tar::new().file("app/main.py", 0o644, b"print(1)").file(".wh.etc", 0o644, b"").finish();
@@ -96,7 +100,9 @@ fn add_image_unpacks_gzip_and_zstd_layers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn docker_manifests_are_accepted() {
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path()).unwrap();
     let m = put_image(
@@ -113,7 +119,9 @@ fn docker_manifests_are_accepted() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn wrong_diff_id_is_refused_and_leaves_nothing() {
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path()).unwrap();
     let layer = base_layer();
@@ -147,7 +155,9 @@ fn wrong_diff_id_is_refused_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn resolve_tag_and_remove() {
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path()).unwrap();
     let m1 = put_image(&store, &[(base_layer(), GZ)], None, OCI_MANIFEST);
@@ -191,7 +201,9 @@ fn resolve_tag_and_remove() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_keeps_referenced_and_pinned() {
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path()).unwrap();
     let own_a = Tar::new().file("a", 0o644, b"a").finish();
@@ -249,7 +261,9 @@ fn open_removes_leftovers_of_crashed_writers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn concurrent_adds_unpack_each_layer_once() {
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path()).unwrap();
     let layers: Vec<(Vec<u8>, &str)> =

@@ -1,9 +1,12 @@
-//! Unpacking on the real file system (as root: devices, chown, trusted.* xattrs).
+//! Unpacking on the real file system. Most tests need root (devices, chown, trusted.* xattrs):
+//! `#[ignore = "needs root"]` and [`require_root`]; the rest run as anyone.
 
 use super::*;
 use crate::image::digest::Digest;
 use std::ffi::CStr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+use crate::test_support::require_root;
 
 /// An in-memory layer tar.
 pub(crate) struct Tar(tar::Builder<Vec<u8>>);
@@ -88,7 +91,9 @@ fn dest() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn layer_contents_and_metadata() {
+    require_root();
     let tar = Tar::new()
         .dir("./", 0o755)
         .dir("./etc/", 0o755)
@@ -150,7 +155,9 @@ fn layer_contents_and_metadata() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn later_entries_replace_earlier_ones() {
+    require_root();
     let tar = Tar::new()
         .file("a", 0o644, b"first")
         .file("a", 0o600, b"second")
@@ -196,7 +203,9 @@ fn absolute_path_is_rejected() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn write_through_planted_symlink_is_rejected() {
+    require_root();
     let outside = tempfile::tempdir().unwrap();
     let tar = Tar::new()
         .link(tar::EntryType::Symlink, "a", outside.path().to_str().unwrap())
@@ -215,7 +224,9 @@ fn write_through_planted_symlink_is_rejected() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hardlink_out_of_the_layer_is_rejected() {
+    require_root();
     let msg = rejected(&Tar::new().link(tar::EntryType::Link, "passwd", "../../etc/passwd").finish(), "passwd");
     assert!(msg.contains("hardlink target"), "{msg}");
     rejected(&Tar::new().link(tar::EntryType::Link, "passwd", "/etc/passwd").finish(), "passwd");
@@ -236,7 +247,9 @@ fn pax_times() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn decompression_by_type_and_magic() {
+    require_root();
     let tar = Tar::new().file("f", 0o644, &vec![7u8; 100_000]).finish();
     let gz = {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -1,10 +1,12 @@
-//! Unit tests, and tests against the real kernel (as root; on this host's hybrid v1 and, through
-//! tests/vm/cgroup-v2.sh, on pure v2). Every kernel test owns a `/beam/test-*` cgroup through a
-//! [`Guard`] that kills only the children it forked and destroys the cgroup, also when the test fails.
+//! Unit tests, and tests against the real kernel (root only, `#[ignore = "needs root"]`; on this
+//! host's hybrid v1 and, through tests/vm/cgroup-v2.sh, on pure v2). Every kernel test owns a
+//! `/beam/test-*` cgroup through a [`Guard`] that kills only the children it forked and destroys the
+//! cgroup, also when the test fails.
 
 use super::v1::device_rule;
 use super::v2::swap_max;
 use super::*;
+use crate::test_support::require_root;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -167,14 +169,6 @@ fn stats_json_shape() {
 
 // ---------- tests against the real kernel ----------
 
-fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: cgroup kernel tests need root");
-        return false;
-    }
-    true
-}
-
 /// Owns a test cgroup and the children forked into it.
 struct Guard {
     cg: Cgroup,
@@ -325,10 +319,9 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn create_apply_read_back() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let g = Guard::new("apply");
     let v2 = mode().unwrap() == CgroupMode::V2;
     let res = |limit: i64, swap: i64| {
@@ -447,10 +440,9 @@ fn create_apply_read_back() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_pid_shows_in_proc_and_pids() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut g = Guard::new("join");
     assert!(g.cg.pids().unwrap().is_empty());
     let child = g.spawn(idle, 0);
@@ -481,10 +473,9 @@ fn add_pid_shows_in_proc_and_pids() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn freeze_and_thaw() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut g = Guard::new("freeze");
     // SAFETY: a fresh shared anonymous page, unmapped at the end of the test.
     let page = unsafe {
@@ -534,10 +525,9 @@ fn freeze_and_thaw() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn memory_limit_oom_kills() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut g = Guard::new("oom");
     let limit = 20i64 << 20;
     let mem = LinuxMemoryBuilder::default()
@@ -573,10 +563,9 @@ fn memory_limit_oom_kills() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_all_and_destroy() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut g = Guard::new("kill");
     let child = g.spawn(forker, 0);
     wait_until("child and 2 grandchildren", || {
@@ -599,10 +588,9 @@ fn kill_all_and_destroy() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kill_all_other_signal_thaws() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut g = Guard::new("term");
     let a = g.spawn(idle, 0);
     let b = g.spawn(idle, 0);
@@ -613,10 +601,9 @@ fn kill_all_other_signal_thaws() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn stats_report_usage() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut g = Guard::new("stats");
     let pids = LinuxPidsBuilder::default().limit(20).build().unwrap();
     g.cg.apply(&LinuxResourcesBuilder::default().pids(pids).build().unwrap())
@@ -641,10 +628,9 @@ fn stats_report_usage() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errors_on_missing_cgroup() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let cg = Cgroup::new(Some("/beam/test-never-created"), "x").unwrap();
     assert!(cg.pids().unwrap().is_empty());
     assert!(cg.stats().is_err());

@@ -267,7 +267,7 @@ fn read_only_read_write_and_unlisted_paths() {
         if !enter(&plan) {
             return 90;
         }
-        // SAFETY (whole block): raw syscalls on C strings and stack buffers prepared before fork.
+        // SAFETY: (the whole block) raw syscalls on C strings and stack buffers prepared before fork.
         unsafe {
             let fd = libc::open(ro_f.as_ptr(), rdonly | libc::O_CLOEXEC);
             let mut buf = [0u8; 8];

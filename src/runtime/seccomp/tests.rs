@@ -1,5 +1,7 @@
 //! Tests: the compiled program run through a BPF interpreter (both architectures, exhaustive
-//! comparison checks), and real filters loaded by the kernel in forked children.
+//! comparison checks), and real filters loaded by the kernel in forked children (root only,
+//! `#[ignore = "needs root"]`: they load without no_new_privs, as OCI does when noNewPrivileges is
+//! false, and the kernel takes such a filter only from CAP_SYS_ADMIN).
 
 use std::ffi::CString;
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,7 @@ use nix::unistd::{ForkResult, fork};
 use serde_json::json;
 
 use super::*;
+use crate::test_support::require_root;
 
 fn profile(value: serde_json::Value) -> LinuxSeccomp {
     serde_json::from_value(value).expect("test profile parses")
@@ -454,7 +457,9 @@ fn seccomp_mode_is_filter() -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_applies_actions_and_argument_conditions() {
+    require_root();
     let p = profile(json!({
         "defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 7,
         "syscalls": [
@@ -538,7 +543,9 @@ fn kernel_applies_actions_and_argument_conditions() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_kills_with_sigsys() {
+    require_root();
     for action in ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL", "SCMP_ACT_TRAP"] {
         let p = profile(json!({ "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{ "names": ["getppid"], "action": action }] }));
@@ -561,7 +568,9 @@ fn kernel_kills_with_sigsys() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn default_profile_runs_busybox_and_blocks_namespaces() {
+    require_root();
     let prog = compile(&default_profile()).unwrap();
     let busybox = c"/bin/busybox";
     let script =

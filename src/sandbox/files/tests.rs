@@ -1,5 +1,7 @@
-//! Tests for the files API. They run as root on tempdirs standing in for a sandbox root; a marker
-//! file outside the root must never be read, written or removed.
+//! Tests for the files API, on tempdirs standing in for a sandbox root; a marker file outside the root
+//! must never be read, written or removed. Whatever creates files needs root (new entries get the
+//! sandbox's owners): those tests are `#[ignore = "needs root"]` and call `require_root()`; the
+//! read-only and refusal tests run as anyone.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -11,6 +13,7 @@ use tar::{EntryType, Header};
 
 use super::{FilesError, SandboxFs};
 use crate::api::FileType;
+use crate::test_support::require_root;
 
 const SECRET: &[u8] = b"SECRET outside the sandbox";
 
@@ -70,7 +73,9 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn stat_list_mkdir_remove_read_round_trip() {
+    require_root();
     let f = fixture(None);
     let st = f.fs.mkdir("/a", false, 0o755).unwrap();
     assert_eq!((st.path.as_str(), st.name.as_str(), st.kind, st.mode), ("/a", "a", FileType::Dir, 0o755));
@@ -149,7 +154,9 @@ fn bad_paths_are_rejected_with_clear_messages() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn modes_are_exact_despite_umask() {
+    require_root();
     let f = fixture(None);
     for (p, mode) in [("/d777", 0o777), ("/sticky", 0o1777), ("/d500", 0o500)] {
         assert_eq!(f.fs.mkdir(p, false, mode).unwrap().mode, mode);
@@ -164,7 +171,9 @@ fn modes_are_exact_despite_umask() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ownership_maps_through_the_user_namespace() {
+    require_root();
     let f = fixture(Some(100_000));
     f.fs.mkdir("/x/y", true, 0o755).unwrap();
     for p in ["/x", "/x/y"] {
@@ -200,7 +209,9 @@ fn temp_names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn upload_is_atomic_and_a_dropped_upload_leaves_nothing() {
+    require_root();
     let f = fixture(None);
     fs::write(f.host("/t"), b"old contents").unwrap();
     let mut up = f.fs.create_file("/t", 0o600).unwrap();
@@ -243,7 +254,9 @@ fn upload_is_atomic_and_a_dropped_upload_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn upload_replaces_a_symlink_instead_of_writing_through_it() {
+    require_root();
     let f = fixture(None);
     symlink(&f.marker, f.host("/link")).unwrap();
     f.upload("/link", 0o644, b"replaced");
@@ -253,7 +266,9 @@ fn upload_replaces_a_symlink_instead_of_writing_through_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn escapes_stay_inside_the_root() {
+    require_root();
     let f = fixture(None);
     symlink("/", f.host("/escape")).unwrap();
     symlink("/etc/passwd", f.host("/abs")).unwrap();
@@ -411,7 +426,9 @@ fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tar_round_trip_stores_symlinks_not_their_targets() {
+    require_root();
     let f = fixture(Some(100_000));
     f.fs.mkdir("/src/sub", true, 0o755).unwrap();
     f.fs.mkdir("/src/empty", false, 0o700).unwrap();
@@ -493,7 +510,9 @@ fn tar_round_trip_stores_symlinks_not_their_targets() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tar_escapes_are_refused() {
+    require_root();
     let f = fixture(Some(100_000));
     let outside = f.outside.to_str().unwrap().to_string();
     let marker = f.marker.to_str().unwrap().to_string();
@@ -548,7 +567,9 @@ fn tar_escapes_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_failed_extract_leaves_no_partial_file() {
+    require_root();
     let f = fixture(None);
     fs::create_dir(f.host("/dst")).unwrap();
     fs::write(f.host("/dst/big"), b"old").unwrap();
@@ -581,7 +602,9 @@ fn fill(state: &mut u64, buf: &mut [u8]) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_big_file_streams_through_upload_read_and_tar() {
+    require_root();
     const SIZE: usize = 50 << 20;
     let f = fixture(Some(100_000));
     let mut up = f.fs.create_file("/big", 0o644).unwrap();

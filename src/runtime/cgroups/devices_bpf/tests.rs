@@ -1,7 +1,9 @@
 //! Tests of the cgroup v2 device program: the compiler (unit) and the kernel (pure v2 only).
 //! The compiler against an interpreter of the instructions it emits, and (as root on pure v2,
-//! e.g. through tests/vm/cgroup-v2.sh) the kernel enforcing the program on open(2) and mknod(2).
+//! e.g. through tests/vm/cgroup-v2.sh; `#[ignore = "needs root"]`) the kernel enforcing the program
+//! on open(2) and mknod(2).
 use super::*;
+use crate::test_support::require_root;
 use crate::runtime::cgroups::{Cgroup, CgroupMode};
 use oci_spec::runtime::LinuxDeviceCgroupBuilder;
 
@@ -356,12 +358,14 @@ fn ids(g: &Guard) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_enforces_rules_and_update_replaces_the_program() {
     use std::os::unix::fs::FileTypeExt;
     use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() || super::super::mode().ok() != Some(CgroupMode::V2) {
+    require_root();
+    if super::super::mode().ok() != Some(CgroupMode::V2) {
         eprintln!(
-            "skipped: the device filter test needs root on a pure cgroup v2 host (tests/vm/cgroup-v2.sh)"
+            "skipped: the device filter test needs a pure cgroup v2 host (tests/vm/cgroup-v2.sh)"
         );
         return;
     }

@@ -4,10 +4,9 @@
 use super::*;
 
 #[test]
+#[ignore = "needs root"]
 fn runc_spec_full_container() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let b = Bundle::new();
     let host_data = b.path().join("hostdata");
     std::fs::create_dir(&host_data).unwrap();
@@ -158,10 +157,9 @@ echo "cgw=$($B touch /sys/fs/cgroup/memory/x 2>&1)"
 }
 
 #[test]
+#[ignore = "needs root"]
 fn symlink_to_host_path_mounts_inside_rootfs() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let b = Bundle::new();
     // The "host target" the image's symlink names: a real host dir with a marker that must stay visible.
     let host_target = tempfile::Builder::new()
@@ -239,10 +237,9 @@ echo "abs-rel=$($B stat -f -c %T /tmp/beam-abs-relative)"
 }
 
 #[test]
+#[ignore = "needs root"]
 fn no_pivot_chroot_with_rprivate() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let b = Bundle::new();
     let mut mounts: Vec<Value> = runc_mounts(true).into_iter().take(3).collect();
     // A read-only tmpfs stays writable until everything under it is mounted (runc does the same).
@@ -320,11 +317,13 @@ echo "root-write=$($B touch /etc/ok && echo ok)"
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cgroup2_in_a_cgroup_namespace() {
-    if !is_root()
-        || !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
-            && !Path::new("/sys/fs/cgroup/cgroup.procs").exists()
+    require_root();
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.procs").exists()
     {
+        eprintln!("skipped: no cgroup2 mount on this host");
         return;
     }
     let b = Bundle::new();
@@ -362,8 +361,11 @@ echo "w=$($B mkdir /sys/fs/cgroup/x 2>&1)"
 }
 
 #[test]
+#[ignore = "needs root"]
 fn user_namespace_fallbacks() {
-    if !is_root() || !Path::new("/dev/fuse").exists() {
+    require_root();
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: no /dev/fuse");
         return;
     }
     let b = Bundle::new();
@@ -418,10 +420,9 @@ fn user_namespace_fallbacks() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn child_failure_names_the_mount() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let b = Bundle::new();
     let mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),

@@ -1,8 +1,10 @@
-//! Real-kernel tests (run as root). Every mount happens in a forked child that first unshares its mount
-//! namespace and makes `/` rslave, so nothing propagates to the host; the child execs busybox inside the
-//! new root and the parent checks what it printed. Between fork and exec the child only makes syscalls.
+//! Real-kernel tests (root only: `#[ignore = "needs root"]`, run with `--include-ignored`). Every mount
+//! happens in a forked child that first unshares its mount namespace and makes `/` rslave, so nothing
+//! propagates to the host; the child execs busybox inside the new root and the parent checks what it
+//! printed. Between fork and exec the child only makes syscalls.
 
 use super::*;
+use crate::test_support::require_root;
 use serde_json::{Value, json};
 
 use std::ffi::{CStr, CString};
@@ -31,15 +33,6 @@ const READONLY: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipping: needs root");
-    }
-    root
-}
 
 /// A bundle in a temp dir: `rootfs/` with busybox, plus host-side sources.
 struct Bundle {
