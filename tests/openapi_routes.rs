@@ -108,7 +108,7 @@ fn openapi_lists_exactly_the_routes() {
     let yaml = read("docs/openapi.yaml");
     let documented = openapi_routes(&yaml);
     let served: BTreeSet<(String, String)> =
-        beam::daemon::routes::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        beam::daemon::routes::ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
     assert_eq!(served.len(), beam::daemon::routes::ROUTES.len(), "ROUTES lists a route twice");
     let missing = set_diff(&served, &documented);
     let extra = set_diff(&documented, &served);
@@ -163,4 +163,97 @@ fn the_scanner_sees_what_it_should() {
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(got, want);
+}
+
+/// Per schema under `components: schemas:`, the names under its `properties:` (a schema without
+/// `properties:` — an enum, a oneOf — is absent).
+fn schema_properties(yaml: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let (mut in_schemas, mut schema, mut in_props) = (false, None::<String>, false);
+    for line in section(yaml, "components") {
+        let t = line.trim_end();
+        match indent(t) {
+            2 => in_schemas = t.trim_start() == "schemas:",
+            4 if in_schemas => {
+                schema = t.trim_start().strip_suffix(':').map(str::to_string);
+                in_props = false;
+            }
+            6 if in_schemas => {
+                in_props = t.trim_start() == "properties:";
+                if let (true, Some(s)) = (in_props, &schema) {
+                    out.entry(s.clone()).or_default();
+                }
+            }
+            8 if in_schemas && in_props => {
+                if let (Some(s), Some(name)) = (&schema, t.trim_start().strip_suffix(':')) {
+                    out.entry(s.clone()).or_default().insert(name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Per `pub struct` with named fields in src/api/mod.rs, its fields as they appear on the wire
+/// (`#[serde(rename = "…")]` applied, `#[serde(skip)]` left out).
+fn api_struct_fields(src: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let (mut current, mut rename, mut skip) = (None::<String>, None::<String>, false);
+    for line in src.lines() {
+        if let Some(rest) = line.strip_prefix("pub struct ") {
+            if rest.trim_end().ends_with('{') {
+                let name = rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default();
+                current = Some(name.to_string());
+                out.entry(name.to_string()).or_default();
+            }
+            continue;
+        }
+        if line.starts_with('}') {
+            current = None;
+            continue;
+        }
+        let Some(s) = &current else { continue };
+        let t = line.trim();
+        if t.starts_with("#[serde(") {
+            if let Some((_, r)) = t.split_once("rename = \"") {
+                rename = r.split('"').next().map(str::to_string);
+            }
+            skip |= t.contains("skip)") || t.contains("skip,") || t.contains("(skip");
+            continue;
+        }
+        if let Some(field) = line.strip_prefix("    pub ").and_then(|f| f.split_once(':')).map(|(n, _)| n.trim()) {
+            if !skip {
+                out.get_mut(s).expect("current struct").insert(rename.take().unwrap_or_else(|| field.to_string()));
+            }
+            (rename, skip) = (None, false);
+        }
+    }
+    out
+}
+
+/// The schema of each API struct names exactly the fields the struct has on the wire: a field added
+/// to the code but not to docs/openapi.yaml (or the other way round) fails here.
+#[test]
+fn openapi_schemas_have_the_structs_fields() {
+    let yaml = read("docs/openapi.yaml");
+    let props = schema_properties(&yaml);
+    let structs = api_struct_fields(&read("src/api/mod.rs"));
+    assert!(structs.get("Sandbox").is_some_and(|f| f.contains("keep_warm_seconds")), "the struct scanner found no Sandbox fields");
+    let mut differ = Vec::new();
+    for (name, fields) in &structs {
+        if fields.is_empty() {
+            continue;
+        }
+        let Some(documented) = props.get(name) else {
+            differ.push(format!("{name}: no `properties:` in its schema"));
+            continue;
+        };
+        let missing: Vec<&String> = fields.difference(documented).collect();
+        let extra: Vec<&String> = documented.difference(fields).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            differ.push(format!("{name}: in the code but not documented {missing:?}, documented but not in the code {extra:?}"));
+        }
+    }
+    assert!(differ.is_empty(), "docs/openapi.yaml schemas and src/api/mod.rs differ:\n  {}", differ.join("\n  "));
 }

@@ -4,11 +4,11 @@
 use super::http::{self, HttpError, Resp, flag, no_content, one, streaming};
 use crate::api::{FileType, Mkdir};
 use crate::sandbox::files::SandboxFs;
-use crate::sandbox::{Entry, Manager};
+use crate::sandbox::Entry;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode, header};
+use hyper::{Request, StatusCode, header};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -94,18 +94,25 @@ fn body_reader(body: Incoming) -> ChannelReader {
     ChannelReader { rx, cur: Bytes::new() }
 }
 
-pub async fn files(
-    _mgr: Arc<Manager>,
-    e: Arc<Entry>,
-    rest: &[&str],
-    req: Request<Incoming>,
-    q: &BTreeMap<String, Vec<String>>,
-) -> Result<Resp, HttpError> {
-    let m = req.method().clone();
+/// The files routes of a sandbox (see `routes::ROUTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilesOp {
+    /// `GET …/files?path=`: a file's bytes, or a directory as a tar stream.
+    Download,
+    /// `PUT …/files?path=`: a file, or a tar unpacked into a directory.
+    Upload,
+    /// `DELETE …/files?path=[&recursive=true]`.
+    Remove,
+    Stat,
+    List,
+    Mkdir,
+}
+
+pub async fn files(e: Arc<Entry>, op: FilesOp, req: Request<Incoming>, q: &BTreeMap<String, Vec<String>>) -> Result<Resp, HttpError> {
     let guard = e.active();
     let fs = open_fs(&e)?;
-    match (rest, m) {
-        ([], Method::GET) => {
+    match op {
+        FilesOp::Download => {
             let path = path_param(q)?;
             let (fs, p) = (Arc::new(fs), path.clone());
             let fs2 = fs.clone();
@@ -145,7 +152,7 @@ pub async fn files(
             r.headers_mut().insert(header::CONTENT_LENGTH, st.size.into());
             Ok(r)
         }
-        ([], Method::PUT) => {
+        FilesOp::Upload => {
             let path = path_param(q)?;
             let is_tar = req
                 .headers()
@@ -177,23 +184,23 @@ pub async fn files(
             drop(guard);
             Ok(http::json_response(StatusCode::CREATED, &st))
         }
-        ([], Method::DELETE) => {
+        FilesOp::Remove => {
             let path = path_param(q)?;
             let recursive = flag(q, "recursive")?;
             blocking(move || Ok(fs.remove(&path, recursive)?)).await?;
             Ok(no_content())
         }
-        (["stat"], Method::GET) => {
+        FilesOp::Stat => {
             let path = path_param(q)?;
             let st = blocking(move || Ok(fs.stat(&path)?)).await?;
             Ok(http::ok_json(&st))
         }
-        (["list"], Method::GET) => {
+        FilesOp::List => {
             let path = path_param(q)?;
             let l = blocking(move || Ok(fs.list(&path)?)).await?;
             Ok(http::ok_json(&l))
         }
-        (["mkdir"], Method::POST) => {
+        FilesOp::Mkdir => {
             let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
             let body: Mkdir = http::read_json(req.into_body(), ct.as_deref()).await?;
             let mode = body.mode.unwrap_or(0o755);
@@ -203,17 +210,6 @@ pub async fn files(
             let st = blocking(move || Ok(fs.mkdir(&body.path, body.parents, mode)?)).await?;
             Ok(http::json_response(StatusCode::CREATED, &st))
         }
-        ([], m) => Err(method_not_allowed(&m, "", "GET, PUT, DELETE")),
-        (["stat" | "list"], m) => Err(method_not_allowed(&m, rest[0], "GET")),
-        (["mkdir"], m) => Err(method_not_allowed(&m, "mkdir", "POST")),
-        (r, m) => Err(HttpError::not_found(format!("no route {m} …/files/{}; see docs/api.md", r.join("/")))),
-    }
-}
-
-fn method_not_allowed(m: &Method, sub: &str, allow: &str) -> HttpError {
-    HttpError {
-        allow: Some(allow.into()),
-        ..HttpError::new(405, "method_not_allowed", format!("{m} is not allowed on …/files{}{sub}; use {allow}", if sub.is_empty() { "" } else { "/" }))
     }
 }
 

@@ -6,7 +6,7 @@ use crate::api::{
     self, CreateSandbox, ExitReason, ImageList, ImageSummary, ProcessList, PullProgress, PullRequest, SandboxList,
     SandboxState, SignalRequest, StopSandbox, UpdateSandbox,
 };
-use crate::sandbox::manager::{ListFilter, Manager};
+use crate::sandbox::manager::{DEFAULT_GRACE, ListFilter, Manager};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode, header};
@@ -14,31 +14,96 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Every route: (method, path pattern). `{ref}` and `{pid}` are path parameters. docs/openapi.yaml
-/// must list exactly these (a test checks).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/version"),
-    ("GET", "/v1/images"),
-    ("POST", "/v1/images/pull"),
-    ("GET", "/v1/sandboxes"),
-    ("POST", "/v1/sandboxes"),
-    ("GET", "/v1/sandboxes/{ref}"),
-    ("PATCH", "/v1/sandboxes/{ref}"),
-    ("DELETE", "/v1/sandboxes/{ref}"),
-    ("POST", "/v1/sandboxes/{ref}/stop"),
-    ("POST", "/v1/sandboxes/{ref}/wait"),
-    ("POST", "/v1/sandboxes/{ref}/exec"),
-    ("POST", "/v1/sandboxes/{ref}/ports"),
-    ("GET", "/v1/sandboxes/{ref}/processes"),
-    ("POST", "/v1/sandboxes/{ref}/processes/{pid}/signal"),
-    ("GET", "/v1/sandboxes/{ref}/logs"),
-    ("GET", "/v1/sandboxes/{ref}/files"),
-    ("PUT", "/v1/sandboxes/{ref}/files"),
-    ("DELETE", "/v1/sandboxes/{ref}/files"),
-    ("GET", "/v1/sandboxes/{ref}/files/stat"),
-    ("GET", "/v1/sandboxes/{ref}/files/list"),
-    ("POST", "/v1/sandboxes/{ref}/files/mkdir"),
+/// What a route does: [`dispatch`] matches on it exhaustively, so every route in [`ROUTES`] has a
+/// handler and no handler exists without a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Version,
+    ListImages,
+    PullImage,
+    ListSandboxes,
+    CreateSandbox,
+    GetSandbox,
+    UpdateSandbox,
+    DeleteSandbox,
+    StopSandbox,
+    WaitSandbox,
+    Exec,
+    ExposePort,
+    ListProcesses,
+    SignalProcess,
+    Logs,
+    Files(super::files::FilesOp),
+}
+
+use super::files::FilesOp;
+
+/// Every route: (method, path pattern, op). `{ref}` and `{pid}` are path parameters. Requests are
+/// routed by this table ([`resolve`]: 404 for a path no route has, 405 with `Allow` for a method it
+/// lacks), and docs/openapi.yaml must list exactly these (a test checks).
+pub const ROUTES: &[(&str, &str, Op)] = &[
+    ("GET", "/v1/version", Op::Version),
+    ("GET", "/v1/images", Op::ListImages),
+    ("POST", "/v1/images/pull", Op::PullImage),
+    ("GET", "/v1/sandboxes", Op::ListSandboxes),
+    ("POST", "/v1/sandboxes", Op::CreateSandbox),
+    ("GET", "/v1/sandboxes/{ref}", Op::GetSandbox),
+    ("PATCH", "/v1/sandboxes/{ref}", Op::UpdateSandbox),
+    ("DELETE", "/v1/sandboxes/{ref}", Op::DeleteSandbox),
+    ("POST", "/v1/sandboxes/{ref}/stop", Op::StopSandbox),
+    ("POST", "/v1/sandboxes/{ref}/wait", Op::WaitSandbox),
+    ("POST", "/v1/sandboxes/{ref}/exec", Op::Exec),
+    ("POST", "/v1/sandboxes/{ref}/ports", Op::ExposePort),
+    ("GET", "/v1/sandboxes/{ref}/processes", Op::ListProcesses),
+    ("POST", "/v1/sandboxes/{ref}/processes/{pid}/signal", Op::SignalProcess),
+    ("GET", "/v1/sandboxes/{ref}/logs", Op::Logs),
+    ("GET", "/v1/sandboxes/{ref}/files", Op::Files(FilesOp::Download)),
+    ("PUT", "/v1/sandboxes/{ref}/files", Op::Files(FilesOp::Upload)),
+    ("DELETE", "/v1/sandboxes/{ref}/files", Op::Files(FilesOp::Remove)),
+    ("GET", "/v1/sandboxes/{ref}/files/stat", Op::Files(FilesOp::Stat)),
+    ("GET", "/v1/sandboxes/{ref}/files/list", Op::Files(FilesOp::List)),
+    ("POST", "/v1/sandboxes/{ref}/files/mkdir", Op::Files(FilesOp::Mkdir)),
 ];
+
+/// Route a request by [`ROUTES`]: its op and its path parameters (percent-decoded, in order).
+pub fn resolve(method: &Method, path: &str) -> Result<(Op, Vec<String>), HttpError> {
+    if !path.starts_with("/v1/") {
+        return Err(HttpError::not_found(format!("no route {path}; the API lives under /v1 (see docs/api.md)")));
+    }
+    let segs: Vec<String> = path[1..].split('/').map(http::decode).collect::<Result<_, _>>()?;
+    let params_of = |pattern: &str| -> Option<Vec<String>> {
+        let pat: Vec<&str> = pattern[1..].split('/').collect();
+        if pat.len() != segs.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (p, s) in pat.iter().zip(&segs) {
+            if p.starts_with('{') {
+                params.push(s.clone());
+            } else if p != s {
+                return None;
+            }
+        }
+        Some(params)
+    };
+    let mut allowed: Vec<&str> = Vec::new();
+    for (m, pattern, op) in ROUTES {
+        if let Some(params) = params_of(pattern) {
+            if *m == method.as_str() {
+                return Ok((*op, params));
+            }
+            allowed.push(m);
+        }
+    }
+    if allowed.is_empty() {
+        return Err(HttpError::not_found(format!("no route {method} {path}; see docs/api.md for the API")));
+    }
+    let allowed = allowed.join(", ");
+    Err(HttpError {
+        allow: Some(allowed.clone()),
+        ..HttpError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}; use {allowed}"))
+    })
+}
 
 fn content_type(req: &Request<Incoming>) -> Option<String> {
     req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string)
@@ -64,147 +129,103 @@ pub async fn route(mgr: Arc<Manager>, req: Request<Incoming>) -> Resp {
 }
 
 async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, HttpError> {
-    let path = req.uri().path().to_string();
     let q = http::query(req.uri().query())?;
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return Err(HttpError::not_found(format!("no route {path}; the API lives under /v1 (see docs/api.md)")));
-    };
-    let segs: Vec<String> = rest.split('/').map(http::decode).collect::<Result<_, _>>()?;
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let m = req.method().clone();
-    let not_allowed = |allowed: &str| HttpError {
-        allow: Some(allowed.into()),
-        ..HttpError::new(405, "method_not_allowed", format!("{m} is not allowed on {path}; use {allowed}"))
-    };
-    match segs.as_slice() {
-        ["version"] => match m {
-            Method::GET => Ok(ok_json(&mgr.version())),
-            _ => Err(not_allowed("GET")),
-        },
-        ["images"] => match m {
-            Method::GET => images(&mgr),
-            _ => Err(not_allowed("GET")),
-        },
-        ["images", "pull"] => match m {
-            Method::POST => pull(mgr, json_body(req).await?).await,
-            _ => Err(not_allowed("POST")),
-        },
-        ["sandboxes"] => match m {
-            Method::GET => list(&mgr, &q),
-            Method::POST => {
-                let body: CreateSandbox = json_body(req).await?;
-                let s = mgr.create(body).await?;
-                Ok(http::json_response(StatusCode::CREATED, &s))
-            }
-            _ => Err(not_allowed("GET, POST")),
-        },
-        ["sandboxes", r] => match m {
-            Method::GET => {
-                let e = mgr.get(r)?;
-                e.touch();
-                Ok(ok_json(&mgr.view(&e)))
-            }
-            Method::PATCH => {
-                let e = mgr.get(r)?;
-                let u: UpdateSandbox = json_body(req).await?;
-                // A policy change runs netlink and nft: off the async threads.
-                let m = mgr.clone();
-                let s = tokio::task::spawn_blocking(move || m.update(&e, &u))
-                    .await
-                    .map_err(|err| HttpError::internal(format!("update task: {err}")))??;
-                Ok(ok_json(&s))
-            }
-            Method::DELETE => {
-                let e = mgr.get(r)?;
-                mgr.stop(&e, ExitReason::Stopped, crate::sandbox::manager::DEFAULT_GRACE).await;
-                mgr.forget(&e)?;
-                Ok(no_content())
-            }
-            _ => Err(not_allowed("GET, PATCH, DELETE")),
-        },
-        ["sandboxes", r, "stop"] => match m {
-            Method::POST => {
-                let e = mgr.get(r)?;
-                let s: StopSandbox = json_body(req).await?;
-                let grace = Duration::from_secs(s.grace_seconds.unwrap_or(crate::sandbox::manager::DEFAULT_GRACE.as_secs()));
-                Ok(ok_json(&mgr.stop(&e, ExitReason::Stopped, grace).await))
-            }
-            _ => Err(not_allowed("POST")),
-        },
-        ["sandboxes", r, "wait"] => match m {
-            Method::POST => {
-                let e = mgr.get(r)?;
-                let limit = number::<f64>(&q, "timeout_seconds")?;
-                match limit {
-                    Some(t) if t.is_finite() && t >= 0.0 => {
-                        let _ = tokio::time::timeout(Duration::from_secs_f64(t), e.exited()).await;
-                    }
-                    Some(t) => return Err(HttpError::bad_request(format!("timeout_seconds {t} must be ≥ 0"))),
-                    None => e.exited().await,
-                }
-                Ok(ok_json(&mgr.view(&e)))
-            }
-            _ => Err(not_allowed("POST")),
-        },
-        ["sandboxes", r, "exec"] => match m {
-            Method::POST => {
-                let e = mgr.get_running(r)?;
-                super::exec::exec(mgr.clone(), e, req).await
-            }
-            _ => Err(not_allowed("POST")),
-        },
-        ["sandboxes", r, "ports"] => match m {
-            Method::POST => {
-                let e = mgr.get_running(r)?;
-                let p: api::ExposePort = json_body(req).await?;
-                Ok(ok_json(&crate::sandbox::ports::expose(&mgr, &e, &p)?))
-            }
-            _ => Err(not_allowed("POST")),
-        },
-        ["sandboxes", r, "processes"] => match m {
-            Method::GET => {
-                let e = mgr.get_running(r)?;
-                let list = mgr.init_client(&e).ps().await.map_err(|err| HttpError::internal(err.to_string()))?;
-                let processes = list
-                    .into_iter()
-                    .map(|p| api::Process { pid: p.pid, ppid: p.ppid, uid: p.uid, state: p.state, rss_kib: p.rss_kib, cmd: p.cmd })
-                    .collect();
-                Ok(ok_json(&ProcessList { processes }))
-            }
-            _ => Err(not_allowed("GET")),
-        },
-        ["sandboxes", r, "processes", pid, "signal"] => match m {
-            Method::POST => {
-                let e = mgr.get_running(r)?;
-                let pid: i32 = pid
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| HttpError::bad_request(format!("{pid:?} is not a process id")))?;
-                let s: SignalRequest = json_body(req).await?;
-                let sig = crate::runtime::verbs::parse_signal(&s.signal).map_err(|err| HttpError::bad_request(err.to_string()))?;
-                match mgr.init_client(&e).kill(pid, sig as i32).await {
-                    Ok(()) => Ok(no_content()),
-                    Err(crate::sandbox::initclient::InitClientError::Exec { errno, .. }) if errno == libc::ESRCH => Err(
-                        HttpError::not_found(format!("no process {pid} in sandbox {}; `beam top {}` lists them", e.id, e.id)),
-                    ),
-                    Err(err) => Err(HttpError::bad_request(err.to_string())),
-                }
-            }
-            _ => Err(not_allowed("POST")),
-        },
-        ["sandboxes", r, "logs"] => match m {
-            Method::GET => {
-                let e = mgr.get(r)?;
-                super::logs::logs(mgr.clone(), e, flag(&q, "follow")?, number::<u64>(&q, "tail_bytes")?).await
-            }
-            _ => Err(not_allowed("GET")),
-        },
-        ["sandboxes", r, "files", rest @ ..] => {
-            let e = mgr.get_running(r)?;
-            super::files::files(mgr.clone(), e, rest, req, &q).await
+    let (op, params) = resolve(req.method(), req.uri().path())?;
+    // `{ref}` is the first parameter of every sandbox route, `{pid}` the second of a signal's.
+    let r = params.first().map(String::as_str).unwrap_or_default();
+    match op {
+        Op::Version => Ok(ok_json(&mgr.version())),
+        Op::ListImages => images(&mgr),
+        Op::PullImage => pull(mgr, json_body(req).await?).await,
+        Op::ListSandboxes => list(&mgr, &q),
+        Op::CreateSandbox => {
+            let body: CreateSandbox = json_body(req).await?;
+            let s = mgr.create(body).await?;
+            Ok(http::json_response(StatusCode::CREATED, &s))
         }
-        _ => Err(HttpError::not_found(format!("no route {m} {path}; see docs/api.md for the API"))),
+        Op::GetSandbox => {
+            let e = mgr.get(r)?;
+            e.touch();
+            Ok(ok_json(&mgr.view(&e)))
+        }
+        Op::UpdateSandbox => {
+            let e = mgr.get(r)?;
+            let u: UpdateSandbox = json_body(req).await?;
+            // A policy change runs netlink and nft: off the async threads.
+            let m = mgr.clone();
+            let s = tokio::task::spawn_blocking(move || m.update(&e, &u))
+                .await
+                .map_err(|err| HttpError::internal(format!("update task: {err}")))??;
+            Ok(ok_json(&s))
+        }
+        Op::DeleteSandbox => {
+            let e = mgr.get(r)?;
+            mgr.stop(&e, ExitReason::Stopped, DEFAULT_GRACE).await;
+            mgr.forget(&e)?;
+            Ok(no_content())
+        }
+        Op::StopSandbox => {
+            let e = mgr.get(r)?;
+            let s: StopSandbox = json_body(req).await?;
+            let grace = Duration::from_secs(s.grace_seconds.unwrap_or(DEFAULT_GRACE.as_secs()));
+            Ok(ok_json(&mgr.stop(&e, ExitReason::Stopped, grace).await))
+        }
+        Op::WaitSandbox => {
+            let e = mgr.get(r)?;
+            let limit = number::<f64>(&q, "timeout_seconds")?;
+            match limit {
+                Some(t) if t.is_finite() && t >= 0.0 => {
+                    let _ = tokio::time::timeout(Duration::from_secs_f64(t), e.exited()).await;
+                }
+                Some(t) => return Err(HttpError::bad_request(format!("timeout_seconds {t} must be ≥ 0"))),
+                None => e.exited().await,
+            }
+            Ok(ok_json(&mgr.view(&e)))
+        }
+        Op::Exec => {
+            let e = mgr.get_running(r)?;
+            super::exec::exec(mgr.clone(), e, req).await
+        }
+        Op::ExposePort => {
+            let e = mgr.get_running(r)?;
+            let p: api::ExposePort = json_body(req).await?;
+            Ok(ok_json(&crate::sandbox::ports::expose(&mgr, &e, &p)?))
+        }
+        Op::ListProcesses => {
+            let e = mgr.get_running(r)?;
+            let list = mgr.init_client(&e).ps().await.map_err(|err| HttpError::internal(err.to_string()))?;
+            let processes = list
+                .into_iter()
+                .map(|p| api::Process { pid: p.pid, ppid: p.ppid, uid: p.uid, state: p.state, rss_kib: p.rss_kib, cmd: p.cmd })
+                .collect();
+            Ok(ok_json(&ProcessList { processes }))
+        }
+        Op::SignalProcess => {
+            let e = mgr.get_running(r)?;
+            let pid = params.get(1).map(String::as_str).unwrap_or_default();
+            let pid: i32 = pid
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| HttpError::bad_request(format!("{pid:?} is not a process id")))?;
+            let s: SignalRequest = json_body(req).await?;
+            let sig = crate::runtime::verbs::parse_signal(&s.signal).map_err(|err| HttpError::bad_request(err.to_string()))?;
+            match mgr.init_client(&e).kill(pid, sig as i32).await {
+                Ok(()) => Ok(no_content()),
+                Err(crate::sandbox::initclient::InitClientError::Exec { errno, .. }) if errno == libc::ESRCH => Err(
+                    HttpError::not_found(format!("no process {pid} in sandbox {}; `beam top {}` lists them", e.id, e.id)),
+                ),
+                Err(err) => Err(HttpError::bad_request(err.to_string())),
+            }
+        }
+        Op::Logs => {
+            let e = mgr.get(r)?;
+            super::logs::logs(mgr.clone(), e, flag(&q, "follow")?, number::<u64>(&q, "tail_bytes")?).await
+        }
+        Op::Files(f) => {
+            let e = mgr.get_running(r)?;
+            super::files::files(e, f, req, &q).await
+        }
     }
 }
 
@@ -259,4 +280,41 @@ async fn pull(mgr: Arc<Manager>, req: PullRequest) -> Result<Resp, HttpError> {
         let _ = tx.send(Ok(line(&last))).await;
     });
     Ok(http::streaming(StatusCode::OK, "application/x-ndjson", rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route in the table reaches its own op, with its parameters; another method on the same path
+    /// is a 405 whose Allow lists exactly the table's methods for it; anything else is a 404.
+    #[test]
+    fn the_table_is_the_router() {
+        for (i, (m, pattern, op)) in ROUTES.iter().enumerate() {
+            let path = pattern.replace("{ref}", "sbx-a%2Db").replace("{pid}", "42");
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            let (got, params) = resolve(&method, &path).unwrap_or_else(|e| panic!("{m} {path}: {}", e.message));
+            assert_eq!(got, *op, "{m} {pattern}");
+            assert!(ROUTES.iter().enumerate().all(|(j, r)| j == i || r.2 != *op), "{op:?} has two routes");
+            let want: Vec<&str> = pattern.matches('{').map(|_| "").collect();
+            assert_eq!(params.len(), want.len(), "{pattern}");
+            if pattern.contains("{ref}") {
+                assert_eq!(params[0], "sbx-a-b");
+            }
+            if pattern.contains("{pid}") {
+                assert_eq!(params[1], "42");
+            }
+            let allow: Vec<&str> = ROUTES.iter().filter(|r| r.1 == *pattern).map(|r| r.0).collect();
+            for other in ["GET", "PUT", "POST", "PATCH", "DELETE"].iter().filter(|o| !allow.contains(o)) {
+                let e = resolve(&Method::from_bytes(other.as_bytes()).unwrap(), &path).unwrap_err();
+                assert_eq!((e.status.as_u16(), e.code), (405, "method_not_allowed"), "{other} {path}");
+                assert_eq!(e.allow.as_deref(), Some(allow.join(", ").as_str()), "{other} {path}");
+            }
+        }
+        for path in ["/v1/nope", "/v1/sandboxes/a/b/c", "/v1/sandboxes/a/files/x", "/version", "/v1/", "/v2/version"] {
+            let e = resolve(&Method::GET, path).unwrap_err();
+            assert_eq!(e.status.as_u16(), 404, "{path}");
+        }
+        assert_eq!(resolve(&Method::GET, "/v1/sandboxes/%zz").unwrap_err().status.as_u16(), 400);
+    }
 }

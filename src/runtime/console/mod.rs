@@ -229,14 +229,14 @@ pub fn setup_pty_at(
     let master = unsafe { OwnedFd::from_raw_fd(fd) };
 
     let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads an int through the pointer, which is valid for the call (unlockpt).
     check(
+        // SAFETY: TIOCSPTLCK reads an int through the pointer, which is valid for the call (unlockpt).
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) },
         "unlockpt (TIOCSPTLCK)",
     )?;
     let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes an unsigned int through the pointer, which is valid for the call.
     check(
+        // SAFETY: TIOCGPTN writes an unsigned int through the pointer, which is valid for the call.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) },
         "ptsname (TIOCGPTN)",
     )?;
@@ -251,8 +251,8 @@ pub fn setup_pty_at(
         if errno != Errno::EINVAL && errno != Errno::ENOTTY {
             return Err(pty_err("open the pty slave (TIOCGPTPEER)", errno));
         }
-        // SAFETY: `name` is NUL-terminated (format_pts_name zero-fills the rest of the 32-byte buffer).
         fd = check(
+            // SAFETY: `name` is NUL-terminated (format_pts_name zero-fills the rest of the 32-byte buffer).
             unsafe { libc::open(name.as_ptr().cast(), slave_flags) },
             "open /dev/pts/N",
         )?;
@@ -264,8 +264,8 @@ pub fn setup_pty_at(
     if unsafe { libc::setsid() } < 0 && Errno::last() != Errno::EPERM {
         return Err(pty_err("setsid", Errno::last()));
     }
-    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal a terminal from another session).
     check(
+        // SAFETY: TIOCSCTTY takes an int argument (0: do not steal a terminal from another session).
         unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) },
         "TIOCSCTTY",
     )?;
@@ -276,8 +276,8 @@ pub fn setup_pty_at(
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY: TIOCSWINSZ reads a winsize through the pointer, which is valid for the call.
         check(
+            // SAFETY: TIOCSWINSZ reads a winsize through the pointer, which is valid for the call.
             unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
             "TIOCSWINSZ",
         )?;
@@ -288,15 +288,15 @@ pub fn setup_pty_at(
 
     for target in 0..=2 {
         if slave.as_raw_fd() != target {
-            // SAFETY: dup2 on two valid fd numbers; the target is replaced atomically.
             check(
+                // SAFETY: dup2 on two valid fd numbers; the target is replaced atomically.
                 unsafe { libc::dup2(slave.as_raw_fd(), target) },
                 "dup2 the pty slave onto stdio",
             )?;
         }
         // dup2 clears FD_CLOEXEC, but not when the slave already was `target`.
-        // SAFETY: fcntl F_SETFD on a valid fd.
         check(
+            // SAFETY: fcntl F_SETFD on a valid fd.
             unsafe { libc::fcntl(target, libc::F_SETFD, 0) },
             "fcntl(F_SETFD) on stdio",
         )?;
