@@ -1,6 +1,7 @@
 //! beamd's HTTP/JSON API: the request and response bodies, shared by the server (`beamd`) and the
 //! client (`beam`). docs/api.md describes the routes; docs/openapi.yaml is the machine-readable form.
 
+pub mod error;
 pub mod frames;
 
 use serde::{Deserialize, Serialize};
@@ -324,8 +325,8 @@ pub struct ExposePort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i64>,
     /// The host address for `host_port` (default 127.0.0.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_host_ip")]
+    pub host_ip: Option<std::net::IpAddr>,
 }
 
 /// A sandbox port forwarded as raw TCP from a host address: beamd listens on `host_ip:host_port` and
@@ -338,15 +339,29 @@ pub struct Publish {
     /// The host port beamd listens on.
     pub host_port: u16,
     /// The host address beamd listens on: 127.0.0.1 by default, 0.0.0.0 for every address.
-    #[serde(default = "loopback")]
-    pub host_ip: String,
+    #[serde(default = "loopback", deserialize_with = "host_ip")]
+    pub host_ip: std::net::IpAddr,
 }
 
 /// Where `publish` listens unless told otherwise: the host's loopback only.
-pub const DEFAULT_HOST_IP: &str = "127.0.0.1";
+pub const DEFAULT_HOST_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-fn loopback() -> String {
-    DEFAULT_HOST_IP.into()
+fn loopback() -> std::net::IpAddr {
+    DEFAULT_HOST_IP
+}
+
+/// An IP address, with a message that says what to write instead of serde's "invalid IP address syntax".
+fn host_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::net::IpAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "host_ip {s:?} is not an IP address; use e.g. 127.0.0.1 (the default) or 0.0.0.0"
+        ))
+    })
+}
+
+fn some_host_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::net::IpAddr>, D::Error> {
+    host_ip(d).map(Some)
 }
 
 /// `POST /v1/sandboxes/{ref}/stop`.
@@ -392,11 +407,25 @@ pub struct ExecExit {
     pub exit_code: i32,
     /// The signal that ended the process, if one did.
     pub signal: Option<i32>,
-    /// exited, timeout, oom-killed (SIGKILL while the sandbox's cgroup hit its memory limit), killed (any
-    /// other signal, e.g. from the API or because the sandbox stopped).
-    pub reason: String,
+    pub reason: ExecExitReason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// How an exec'd process ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecExitReason {
+    /// It exited by itself (`exit_code` is its status).
+    Exited,
+    /// Its `timeout_seconds` passed and beamd killed it.
+    Timeout,
+    /// SIGKILL while the sandbox's cgroup hit its memory limit.
+    OomKilled,
+    /// Any other signal: from the API, or because the sandbox stopped.
+    Killed,
+    /// It could not run (see `message`).
+    Error,
 }
 
 /// A resize frame's body.

@@ -2,7 +2,7 @@
 //! frames ([`crate::api::frames`]); with an upgraded connection, also stdin, resize and signals.
 
 use super::http::{HttpError, Resp, channel_body, empty};
-use crate::api::{ExecExit, ExecRequest, Resize, SignalRequest, frames};
+use crate::api::{ExecExit, ExecExitReason, ExecRequest, Resize, SignalRequest, frames};
 use crate::image::bundle;
 use crate::sandbox::initclient::{ExecHandle, InitClientError};
 use crate::sandbox::initproto::{ExecSpec, MAX_PACKET, Request as InitRequest};
@@ -392,25 +392,25 @@ impl Run {
         let exit = match status.expect("loop ends with a status") {
             Ok((code, signal)) => {
                 let reason = if timed_out {
-                    "timeout"
+                    ExecExitReason::Timeout
                 } else if signal == libc::SIGKILL && oom_count(&e) > oom_before {
-                    "oom-killed"
+                    ExecExitReason::OomKilled
                 } else if signal != 0 {
-                    "killed"
+                    ExecExitReason::Killed
                 } else {
-                    "exited"
+                    ExecExitReason::Exited
                 };
                 ExecExit {
                     exit_code: code,
                     signal: (signal != 0).then_some(signal),
-                    reason: reason.into(),
+                    reason,
                     message: timed_out.then(|| format!("killed after {:.1} s (timeout_seconds)", timeout.unwrap_or_default().as_secs_f64())),
                 }
             }
             Err(err) => ExecExit {
                 exit_code: 137,
                 signal: Some(libc::SIGKILL),
-                reason: "killed".into(),
+                reason: ExecExitReason::Killed,
                 message: Some(format!("the sandbox stopped while the process ran ({err})")),
             },
         };

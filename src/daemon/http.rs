@@ -1,6 +1,5 @@
 //! HTTP plumbing for beamd: body types, JSON in and out, errors as `{code, message}`, query strings.
 
-use crate::api::ApiError;
 use crate::sandbox::SandboxError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
@@ -17,41 +16,20 @@ pub type Resp = Response<Body>;
 /// Largest JSON request body.
 pub const MAX_JSON: usize = 1 << 20;
 
-/// An API error: status + slug + message.
-#[derive(Debug)]
-pub struct HttpError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// The `Allow` header of a 405.
-    pub allow: Option<String>,
-}
+pub use crate::api::error::HttpError;
 
+/// An API error as beamd's JSON answer.
 impl HttpError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        HttpError {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            code,
-            message: message.into(),
-            allow: None,
-        }
-    }
-    pub fn bad_request(m: impl Into<String>) -> Self {
-        Self::new(400, "bad_request", m)
-    }
-    pub fn not_found(m: impl Into<String>) -> Self {
-        Self::new(404, "not_found", m)
-    }
-    pub fn internal(m: impl Into<String>) -> Self {
-        Self::new(500, "internal", m)
-    }
     pub fn into_response(self) -> Resp {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }
-        let mut r = json_response(self.status, &ApiError { code: self.code.into(), message: self.message });
+        let mut r = json_response(self.status, &self.body());
         if let Some(a) = self.allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
             r.headers_mut().insert(header::ALLOW, a);
+        }
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(s));
         }
         r
     }
@@ -81,9 +59,18 @@ impl From<SandboxError> for HttpError {
     }
 }
 
+/// A files error: a missing path is a 404, an existing one a 409, beamd's own I/O a 500, the rest the
+/// caller's (bad paths, modes, tar streams) a 400.
 impl From<crate::sandbox::files::FilesError> for HttpError {
     fn from(e: crate::sandbox::files::FilesError) -> Self {
-        HttpError::new(e.http_status(), e.code(), e.to_string())
+        use crate::sandbox::files::FilesError;
+        let (status, code) = match &e {
+            FilesError::NotFound { .. } => (404, "not_found"),
+            FilesError::AlreadyExists { .. } => (409, "conflict"),
+            FilesError::Io { .. } => (500, "internal"),
+            _ => (400, "bad_request"),
+        };
+        HttpError::new(status, code, e.to_string())
     }
 }
 
@@ -208,6 +195,32 @@ pub fn number<T: std::str::FromStr>(q: &BTreeMap<String, Vec<String>>, key: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The statuses the API promises (docs/api.md): the caller's mistakes 4xx, beamd's failures 500.
+    #[test]
+    fn errors_map_to_statuses_once() {
+        use crate::api::SandboxState;
+        use crate::sandbox::files::FilesError;
+        let st = |e: SandboxError| {
+            let h = HttpError::from(e);
+            (h.status.as_u16(), h.code)
+        };
+        assert_eq!(st(SandboxError::invalid("cpu", "x")), (400, "bad_request"));
+        assert_eq!(st(SandboxError::Image("x".into())), (400, "bad_request"));
+        assert_eq!(st(SandboxError::Start("x".into())), (400, "bad_request"));
+        assert_eq!(st(SandboxError::NotFound { reference: "a".into() }), (404, "not_found"));
+        assert_eq!(st(SandboxError::NotRunning { id: "a".into(), state: SandboxState::Exited }), (409, "conflict"));
+        assert_eq!(st(SandboxError::StillRunning { id: "a".into(), state: SandboxState::Running }), (409, "conflict"));
+        assert_eq!(st(SandboxError::NameTaken { name: "a".into() }), (409, "conflict"));
+        assert_eq!(st(SandboxError::io("x")(std::io::Error::other("y"))), (500, "internal"));
+        let m = HttpError::from(SandboxError::NotRunning { id: "sbx-a".into(), state: SandboxState::Exited }).message;
+        assert_eq!(m, "sandbox sbx-a is exited, not running; start a new one with `beam run`");
+        let fe = |e: FilesError| HttpError::from(e).status.as_u16();
+        assert_eq!(fe(FilesError::NotFound { path: "/a".into(), hint: "" }), 404);
+        assert_eq!(fe(FilesError::AlreadyExists { path: "/a".into(), hint: "" }), 409);
+        assert_eq!(fe(FilesError::RemoveRoot), 400);
+        assert_eq!(fe(FilesError::Io { path: "/a".into(), op: "read", source: std::io::Error::other("x") }), 500);
+    }
 
     #[test]
     fn queries() {

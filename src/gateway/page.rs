@@ -2,10 +2,11 @@
 //! client that accepts JSON. Every one carries `X-Beam-Gateway: <code>`, so that a client can tell the
 //! gateway's 404 from the sandbox's.
 
+use crate::api::error::HttpError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Response, StatusCode};
+use hyper::Response;
 
 pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -16,34 +17,12 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
-#[derive(Debug)]
-pub struct Page {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Seconds for `Retry-After` (and an HTML page that reloads itself).
-    pub retry_after: Option<u32>,
-}
-
-impl Page {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Page {
-        Page {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn retry(mut self, seconds: u32) -> Page {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    pub fn response(self, json: bool) -> Response<Body> {
+/// The gateway's own answers are the API's error type, written as a page or JSON.
+impl HttpError {
+    /// The answer: JSON (`{code, message}`) when the client wants it, else a small HTML page.
+    pub fn page(self, json: bool) -> Response<Body> {
         let (ctype, body) = if json {
-            let mut v = serde_json::to_vec(&crate::api::ApiError { code: self.code.into(), message: self.message.clone() })
-                .expect("error serializes");
+            let mut v = serde_json::to_vec(&self.body()).expect("error serializes");
             v.push(b'\n');
             ("application/json", v)
         } else {
@@ -108,11 +87,11 @@ mod tests {
 
     #[test]
     fn pages() {
-        let r = Page::new(404, "not_found", "no sandbox \"<x>\"").response(false);
+        let r = HttpError::new(404, "not_found", "no sandbox \"<x>\"").page(false);
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()[GATEWAY_HEADER], "not_found");
         assert!(r.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
-        let r = Page::new(502, "bad_gateway", "x").retry(2).response(true);
+        let r = HttpError::new(502, "bad_gateway", "x").retry(2).page(true);
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
         assert_eq!(escape("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
         let mut h = HeaderMap::new();

@@ -10,7 +10,8 @@
 use super::Gateway;
 use super::auth::{self, Via};
 use crate::netns::dial::Dial;
-use super::page::{self, Body, Page};
+use super::page::{self, Body};
+use crate::api::error::HttpError;
 use super::target::{self, Parsed, Style, Target};
 use crate::api::{Sandbox, SandboxState};
 use crate::sandbox::{ActiveGuard, Entry};
@@ -60,23 +61,23 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
         Ok(r) => r,
         Err(p) => {
             tracing::debug!(status = p.status.as_u16(), "gateway: {}", p.message);
-            p.response(json)
+            p.page(json)
         }
     }
 }
 
-fn exited(id: &str, s: &Sandbox) -> Page {
+fn exited(id: &str, s: &Sandbox) -> HttpError {
     let reason = s.reason.and_then(|r| serde_json::to_value(r).ok()).and_then(|v| v.as_str().map(str::to_string));
     let how = match (reason, s.exit_code) {
         (Some(r), Some(c)) => format!(" (reason {r}, exit code {c})"),
         (Some(r), None) => format!(" (reason {r})"),
         _ => String::new(),
     };
-    Page::new(410, "gone", format!("sandbox {id} has exited{how}; its URLs ended with it. Start a new one with `beam run`"))
+    HttpError::new(410, "gone", format!("sandbox {id} has exited{how}; its URLs ended with it. Start a new one with `beam run`"))
 }
 
 impl Conn {
-    async fn proxy(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Page> {
+    async fn proxy(&self, mut req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
         let gw = &self.gw;
         let host = req
             .headers()
@@ -85,13 +86,13 @@ impl Conn {
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.to_string()));
         let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        let t = match target::parse(host.as_deref(), &pq, &gw.domain).map_err(|m| Page::new(400, "bad_request", m))? {
+        let t = match target::parse(host.as_deref(), &pq, &gw.domain).map_err(|m| HttpError::new(400, "bad_request", m))? {
             Parsed::Target(t) => t,
             Parsed::AddSlash(to) => return Ok(page::redirect(308, &to)),
             Parsed::Other => return Err(self.index()),
         };
         let e = gw.lookup(&t.sandbox, t.style == Style::Host).map_err(|_| {
-            Page::new(404, "not_found", format!("no sandbox {:?}; `beam container list -a` shows them", t.sandbox))
+            HttpError::new(404, "not_found", format!("no sandbox {:?}; `beam container list -a` shows them", t.sandbox))
         })?;
         // The token first: without it, nothing more about the sandbox is told.
         let (token, cookie, pid, pid_start) = e.with_record(|rec| {
@@ -101,7 +102,7 @@ impl Conn {
             if let Some(tok) = &token {
                 match auth::find(req.headers(), t.query.as_deref(), &e.id, tok) {
                     None => {
-                        return Err(Page::new(
+                        return Err(HttpError::new(
                             401,
                             "unauthorized",
                             format!(
@@ -119,10 +120,10 @@ impl Conn {
             match s.state {
                 SandboxState::Running => {}
                 SandboxState::Pending => {
-                    return Err(Page::new(503, "unavailable", format!("sandbox {} is starting; try again in a moment", e.id)).retry(1));
+                    return Err(HttpError::new(503, "unavailable", format!("sandbox {} is starting; try again in a moment", e.id)).retry(1));
                 }
                 SandboxState::Stopping => {
-                    return Err(Page::new(503, "unavailable", format!("sandbox {} is stopping; start a new one with `beam run`", e.id)));
+                    return Err(HttpError::new(503, "unavailable", format!("sandbox {} is stopping; start a new one with `beam run`", e.id)));
                 }
                 SandboxState::Exited => return Err(exited(&e.id, s)),
             }
@@ -132,7 +133,7 @@ impl Conn {
                 } else {
                     format!("it exposes {}", s.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))
                 };
-                return Err(Page::new(
+                return Err(HttpError::new(
                     404,
                     "not_found",
                     format!(
@@ -143,7 +144,7 @@ impl Conn {
                 ));
             }
             let Some(pid) = s.pid else {
-                return Err(Page::new(503, "unavailable", format!("sandbox {} has no running init", e.id)).retry(1));
+                return Err(HttpError::new(503, "unavailable", format!("sandbox {} has no running init", e.id)).retry(1));
             };
             Ok((token, cookie, pid, rec.pid_start))
         })?;
@@ -164,7 +165,7 @@ impl Conn {
             Some(q) => format!("{}?{q}", t.path),
             None => t.path.clone(),
         };
-        parts.uri = pq.parse::<Uri>().map_err(|err| Page::new(400, "bad_request", format!("path {pq:?}: {err}")))?;
+        parts.uri = pq.parse::<Uri>().map_err(|err| HttpError::new(400, "bad_request", format!("path {pq:?}: {err}")))?;
         parts.version = Version::HTTP_11;
         let key = (e.id.clone(), pid, t.port);
         let (mut resp, up) = self.send(&e, key, &dial, Request::from_parts(parts, body)).await.map_err(|err| {
@@ -177,7 +178,7 @@ impl Conn {
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(down) = down_upgrade else {
-                return Err(Page::new(502, "bad_gateway", format!("port {} of sandbox {} switched protocols unasked", t.port, e.id)));
+                return Err(HttpError::new(502, "bad_gateway", format!("port {} of sandbox {} switched protocols unasked", t.port, e.id)));
             };
             let up_upgrade = hyper::upgrade::on(&mut resp);
             let id = e.id.clone();
@@ -261,28 +262,28 @@ impl Conn {
         }
     }
 
-    fn send_error(&self, err: SendError, id: &str, port: u16) -> Page {
+    fn send_error(&self, err: SendError, id: &str, port: u16) -> HttpError {
         use std::io::ErrorKind;
         match err {
             SendError::Dial(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                Page::new(502, "bad_gateway", format!("nothing listens on port {port} in sandbox {id} (yet)")).retry(2)
+                HttpError::new(502, "bad_gateway", format!("nothing listens on port {port} in sandbox {id} (yet)")).retry(2)
             }
             SendError::Dial(e) if e.kind() == ErrorKind::TimedOut => {
-                Page::new(504, "gateway_timeout", format!("port {port} in sandbox {id} did not answer: {e}"))
+                HttpError::new(504, "gateway_timeout", format!("port {port} in sandbox {id} did not answer: {e}"))
             }
             SendError::Dial(e) if e.kind() == ErrorKind::NotFound => {
-                Page::new(410, "gone", format!("sandbox {id} has exited; start a new one with `beam run`"))
+                HttpError::new(410, "gone", format!("sandbox {id} has exited; start a new one with `beam run`"))
             }
-            SendError::Dial(e) => Page::new(502, "bad_gateway", format!("connecting to port {port} in sandbox {id}: {e}")),
-            SendError::Http(e) => Page::new(502, "bad_gateway", format!("port {port} in sandbox {id}: {e}")),
+            SendError::Dial(e) => HttpError::new(502, "bad_gateway", format!("connecting to port {port} in sandbox {id}: {e}")),
+            SendError::Http(e) => HttpError::new(502, "bad_gateway", format!("port {port} in sandbox {id}: {e}")),
         }
     }
 
     /// The gateway's own 404: how its URLs look.
-    fn index(&self) -> Page {
+    fn index(&self) -> HttpError {
         let d = &self.gw.domain;
         let p = if self.gw.port == 80 { String::new() } else { format!(":{}", self.gw.port) };
-        Page::new(
+        HttpError::new(
             404,
             "not_found",
             format!(

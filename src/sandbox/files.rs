@@ -82,28 +82,6 @@ pub enum FilesError {
     Io { path: String, op: &'static str, source: io::Error },
 }
 
-impl FilesError {
-    /// The HTTP status beamd answers with.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            FilesError::NotFound { .. } => 404,
-            FilesError::AlreadyExists { .. } => 409,
-            FilesError::Io { .. } => 500,
-            _ => 400,
-        }
-    }
-
-    /// A stable machine-readable code: "not_found", "bad_request", "conflict" or "internal".
-    pub fn code(&self) -> &'static str {
-        match self.http_status() {
-            404 => "not_found",
-            409 => "conflict",
-            500 => "internal",
-            _ => "bad_request",
-        }
-    }
-}
-
 /// Maps an errno from an operation on `path` to the matching error.
 fn sys_err(path: &str, op: &'static str, e: Errno) -> FilesError {
     let path = path.to_string();

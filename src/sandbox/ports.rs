@@ -14,7 +14,7 @@ use super::manager::Manager;
 use crate::api::{ExposePort, Publish, Sandbox};
 use crate::netns::dial::{Dial, Dialer};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What the gateway's public URLs are made of (`http://<id>-<port>.<domain>[:<port>]/`): part of the
@@ -53,7 +53,7 @@ pub fn expose(mgr: &Manager, e: &Arc<Entry>, req: &ExposePort) -> Result<Sandbox
             let p = Publish {
                 port,
                 host_port,
-                host_ip: req.host_ip.clone().unwrap_or_else(|| crate::api::DEFAULT_HOST_IP.into()),
+                host_ip: req.host_ip.unwrap_or(crate::api::DEFAULT_HOST_IP),
             };
             Some((bind(&p)?, p))
         }
@@ -82,12 +82,7 @@ pub fn bind(p: &Publish) -> Result<std::net::TcpListener> {
             format!("publish {}:{}: ports are 1-65535 on both sides", p.host_port, p.port),
         ));
     }
-    let ip: IpAddr = p.host_ip.parse().map_err(|_| {
-        SandboxError::invalid(
-            "host_ip",
-            format!("publish host_ip {:?} is not an IP address; use e.g. 127.0.0.1 (the default) or 0.0.0.0", p.host_ip),
-        )
-    })?;
+    let ip = p.host_ip;
     let addr = SocketAddr::new(ip, p.host_port);
     let l = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => {
@@ -159,10 +154,16 @@ mod tests {
 
     #[test]
     fn bad_publish_is_the_callers() {
-        let p = |port, host_port, host_ip: &str| Publish { port, host_port, host_ip: host_ip.into() };
-        for (bad, field) in [(p(0, 1, "127.0.0.1"), "publish"), (p(1, 0, "127.0.0.1"), "publish"), (p(1, 1, "nope"), "host_ip")] {
-            assert_eq!(bind(&bad).unwrap_err().field(), Some(field));
+        let p = |port, host_port, host_ip: &str| Publish { port, host_port, host_ip: host_ip.parse().unwrap() };
+        for bad in [p(0, 1, "127.0.0.1"), p(1, 0, "127.0.0.1")] {
+            assert_eq!(bind(&bad).unwrap_err().field(), Some("publish"));
         }
+        // An address that is not the host's (TEST-NET-1) is the caller's too.
+        assert_eq!(bind(&p(1, 1, "192.0.2.1")).unwrap_err().field(), Some("host_ip"));
+        let e = serde_json::from_str::<Publish>(r#"{"port": 1, "host_port": 2, "host_ip": "nope"}"#).unwrap_err();
+        assert!(e.to_string().contains("host_ip \"nope\" is not an IP address"), "{e}");
+        let d: Publish = serde_json::from_str(r#"{"port": 1, "host_port": 2}"#).unwrap();
+        assert_eq!(d.host_ip.to_string(), "127.0.0.1");
         assert_eq!(tcp_port("port", 70000).unwrap_err().field(), Some("port"));
         assert_eq!(tcp_port("port", 443).unwrap(), 443);
     }

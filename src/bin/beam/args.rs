@@ -105,8 +105,12 @@ pub fn parse_publish(spec: &str) -> Result<beam::api::Publish, Error> {
     let bad = || usage(format!("--publish {spec:?}: use [HOST_IP:]HOST_PORT:PORT with ports 1-65535, e.g. 15432:5432"));
     let (rest, port) = spec.rsplit_once(':').ok_or_else(bad)?;
     let (ip, host_port) = match rest.rsplit_once(':') {
-        Some((ip, hp)) => (ip.trim_start_matches('[').trim_end_matches(']').to_string(), hp),
-        None => (beam::api::DEFAULT_HOST_IP.to_string(), rest),
+        Some((ip, hp)) => {
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let ip = ip.parse().map_err(|_| usage(format!("--publish {spec:?}: {ip:?} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0")))?;
+            (ip, hp)
+        }
+        None => (beam::api::DEFAULT_HOST_IP, rest),
     };
     let num = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
     Ok(beam::api::Publish { port: num(port)?, host_port: num(host_port)?, host_ip: ip })
@@ -179,11 +183,11 @@ pub(crate) mod tests {
 
     #[test]
     fn publish_specs() {
-        let p = |s: &str| parse_publish(s).map(|p| (p.host_ip, p.host_port, p.port));
+        let p = |s: &str| parse_publish(s).map(|p| (p.host_ip.to_string(), p.host_port, p.port));
         assert_eq!(p("15432:5432").unwrap(), ("127.0.0.1".into(), 15432, 5432));
         assert_eq!(p("0.0.0.0:8022:22").unwrap(), ("0.0.0.0".into(), 8022, 22));
         assert_eq!(p("[::1]:8022:22").unwrap(), ("::1".into(), 8022, 22));
-        for bad in ["5432", "0:5432", "15432:70000", "a:b", ""] {
+        for bad in ["5432", "0:5432", "15432:70000", "a:b", "", "nope:80:80"] {
             assert!(parse_publish(bad).is_err(), "{bad}");
         }
     }

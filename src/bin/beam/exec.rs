@@ -5,7 +5,7 @@ use crate::args::parse_env;
 use crate::client::{self, Client, Error, sandbox_path, usage};
 use crate::output::{err_out, out};
 use beam::api::frames::{self, Decoder};
-use beam::api::{self, ExecExit, ExecRequest, FileStat, FileType, Resize, SignalRequest};
+use beam::api::{self, ExecExit, ExecExitReason, ExecRequest, FileStat, FileType, Resize, SignalRequest};
 use clap::Args;
 use hyper::Method;
 use std::io::{IsTerminal, Read};
@@ -91,12 +91,12 @@ fn secs(t: f64) -> String {
 
 /// The messages to print for an exit frame (after the terminal is restored).
 fn exit_lines(e: &ExecExit, timeout: Option<f64>) -> Option<String> {
-    match e.reason.as_str() {
-        "timeout" => Some(match timeout {
+    match e.reason {
+        ExecExitReason::Timeout => Some(match timeout {
             Some(t) => format!("beam: exec timed out after {} s", secs(t)),
             None => "beam: exec timed out".into(),
         }),
-        "error" => Some(format!("beam: {}", e.message.as_deref().unwrap_or("exec failed"))),
+        ExecExitReason::Error => Some(format!("beam: {}", e.message.as_deref().unwrap_or("exec failed"))),
         _ => None,
     }
 }
@@ -192,7 +192,7 @@ async fn exec_plain(c: &Client, o: &Opts) -> Result<ExecExit, Error> {
                     2 => "KILL",
                     _ => {
                         err_out(format!("beam: left the command running in sandbox {}\n", o.id).as_bytes());
-                        return Ok(ExecExit { exit_code: 130, signal: None, reason: "interrupted".into(), message: None });
+                        return Ok(ExecExit { exit_code: 130, signal: None, reason: ExecExitReason::Killed, message: Some("interrupted".into()) });
                     }
                 }
             }
@@ -207,7 +207,7 @@ async fn exec_plain(c: &Client, o: &Opts) -> Result<ExecExit, Error> {
             }
             None => {
                 err_out(b"beam: beamd did not say the process's pid; leaving it running\n");
-                return Ok(ExecExit { exit_code: 130, signal: None, reason: "interrupted".into(), message: None });
+                return Ok(ExecExit { exit_code: 130, signal: None, reason: ExecExitReason::Killed, message: Some("interrupted".into()) });
             }
         }
     }
@@ -405,7 +405,12 @@ mod tests {
 
     #[test]
     fn exit_messages() {
-        let e = |reason: &str, message: Option<&str>| ExecExit { exit_code: 137, signal: Some(9), reason: reason.into(), message: message.map(Into::into) };
+        let e = |reason: &str, message: Option<&str>| ExecExit {
+            exit_code: 137,
+            signal: Some(9),
+            reason: serde_json::from_value(serde_json::Value::String(reason.into())).unwrap(),
+            message: message.map(Into::into),
+        };
         assert_eq!(exit_lines(&e("timeout", None), Some(5.0)).unwrap(), "beam: exec timed out after 5 s");
         assert_eq!(exit_lines(&e("timeout", None), Some(0.5)).unwrap(), "beam: exec timed out after 0.5 s");
         assert_eq!(exit_lines(&e("error", Some("no such command: pyhton")), None).unwrap(), "beam: no such command: pyhton");
