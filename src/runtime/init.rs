@@ -1,4 +1,4 @@
-//! The child, from clone to execve, in the order of design.md:
+//! The child, from clone to execve, in this order (docs/architecture.md draws it):
 //! namespaces → (fork into the pid namespace) → mounts → pivot_root → sysctl → masked/readonly paths →
 //! hostname → console → rlimits → wait for `start` → user/groups → capabilities, landlock and seccomp → execve.
 //!
