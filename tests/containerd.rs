@@ -24,6 +24,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 #[test]
 #[ignore = "needs root"]
+#[allow(clippy::too_many_lines, reason = "one ctr scenario, command by command")]
 fn ctr_runs_execs_pauses_kills_and_deletes_with_beam_oci() {
     require_root();
     if let Some(why) = common_containerd::skip_reason() {

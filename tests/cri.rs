@@ -169,6 +169,7 @@ async fn assert_nothing_left(cri: &mut Cri, ctd: &Containerd, ids: &[&str], cgro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root"]
+#[allow(clippy::too_many_lines, reason = "one kubelet scenario, call by call")]
 async fn kubelet_cri_calls_run_a_pod_on_beam_oci() {
     require_root();
     if let Some(why) = common_containerd::skip_reason() {

@@ -77,6 +77,7 @@ fn exited(id: &str, s: &Sandbox) -> HttpError {
 }
 
 impl Conn {
+    #[allow(clippy::too_many_lines, reason = "the proxy's decisions in request order (route, lookup, state, auth, dial, upgrade); split before adding to it")]
     async fn proxy(&self, mut req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
         let gw = &self.gw;
         let host = req

@@ -216,6 +216,7 @@ fn main() {
     std::process::exit(code);
 }
 
+#[allow(clippy::too_many_lines, reason = "the dispatch of every runc verb, one arm each")]
 fn real_main(cli: Cli) -> Result<i32, Error> {
     let Some(cmd) = cli.cmd else {
         return Err(Error::Usage("no command given; see beam-oci --help".into()));

@@ -441,6 +441,7 @@ struct Pick {
     label: String,
 }
 
+#[allow(clippy::too_many_lines, reason = "one pass over an OCI layout's index, manifests and blobs; split before adding to it")]
 fn import_oci(
     store: &Store,
     src: &mut dyn Source,
@@ -618,6 +619,7 @@ struct DockerRootfs {
     diff_ids: Vec<Digest>,
 }
 
+#[allow(clippy::too_many_lines, reason = "one pass over a docker-archive's manifest, configs and layers; split before adding to it")]
 fn import_docker(
     store: &Store,
     src: &mut TarSource,

@@ -205,6 +205,7 @@ const WH_META: &[u8] = b".wh..wh.";
 const WH: &[u8] = b".wh.";
 
 impl Unpacker {
+    #[allow(clippy::too_many_lines, reason = "one match over every tar entry type with its safety checks side by side; split before adding to it")]
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = e.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();

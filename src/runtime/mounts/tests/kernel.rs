@@ -5,6 +5,7 @@ use super::*;
 
 #[test]
 #[ignore = "needs root"]
+#[allow(clippy::too_many_lines, reason = "one container from runc's spec, every mount checked in order")]
 fn runc_spec_full_container() {
     require_root();
     let b = Bundle::new();
