@@ -17,6 +17,8 @@ use oci_spec::runtime::{
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+mod v2_fixture;
+
 // ---------- pure unit tests ----------
 
 #[test]

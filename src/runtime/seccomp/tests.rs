@@ -13,6 +13,8 @@ use serde_json::json;
 use super::*;
 use crate::test_support::require_root;
 
+mod golden;
+
 fn profile(value: serde_json::Value) -> LinuxSeccomp {
     serde_json::from_value(value).expect("test profile parses")
 }

@@ -13,6 +13,7 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 
 mod kernel;
+mod plan;
 
 const MASKED: &[&str] = &[
     "/proc/acpi",
