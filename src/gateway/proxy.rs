@@ -13,7 +13,8 @@ use crate::netns::dial::Dial;
 use super::page::{self, Body};
 use crate::api::error::HttpError;
 use super::target::{self, Parsed, Style, Target};
-use crate::api::{Sandbox, SandboxState};
+use crate::api::SandboxState;
+use crate::sandbox::record::Stored;
 use crate::sandbox::{ActiveGuard, Entry};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -66,7 +67,7 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn exited(id: &str, s: &Sandbox) -> HttpError {
+fn exited(id: &str, s: &Stored) -> HttpError {
     let reason = s.reason.and_then(|r| serde_json::to_value(r).ok()).and_then(|v| v.as_str().map(str::to_string));
     let how = match (reason, s.exit_code) {
         (Some(r), Some(c)) => format!(" (reason {r}, exit code {c})"),

@@ -2,7 +2,7 @@
 //! and operations in flight) for keep-warm.
 
 use super::ports::PublicUrls;
-use super::record::Record;
+use super::record::{Record, ViewParts};
 use crate::api::{Sandbox, SandboxState};
 use chrono::Utc;
 use std::collections::BTreeMap;
@@ -83,25 +83,24 @@ impl Entry {
     /// ([`super::manager::Manager::view`] passes beamd's).
     pub fn view(&self, public: Option<&PublicUrls>) -> Sandbox {
         let rec = self.rec.lock().expect("record lock");
-        let mut s = rec.sandbox.clone();
+        let s = &rec.sandbox;
         let last = chrono::DateTime::from_timestamp_millis(self.last_activity.load(Ordering::SeqCst)).unwrap_or_else(Utc::now);
-        s.last_activity_at = last;
-        if s.state == SandboxState::Running {
+        let expires_at = if s.state == SandboxState::Running {
             let idle = u64::try_from(s.keep_warm_seconds).ok().and_then(|k| deadline(last, k));
             let idle = idle.filter(|_| self.inflight.load(Ordering::SeqCst) == 0);
             let timeout = s.timeout_seconds.and_then(|t| deadline(s.created_at, t));
-            s.expires_at = match (idle, timeout) {
+            match (idle, timeout) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
-            };
+            }
         } else {
-            s.expires_at = None;
-        }
-        s.urls = match public {
+            None
+        };
+        let urls = match public {
             Some(p) if s.state != SandboxState::Exited => p.urls(&s.id, &s.ports),
             _ => BTreeMap::new(),
         };
-        s
+        s.view(ViewParts { urls, last_activity_at: last, expires_at })
     }
 }
 

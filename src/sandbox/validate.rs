@@ -3,11 +3,10 @@
 
 use super::error::{Result, SandboxError};
 use super::manager::{DEFAULT_CPU, DEFAULT_KEEP_WARM, DEFAULT_MEMORY_MIB, DEFAULT_PIDS};
-use super::record::{self, Record};
-use crate::api::{self, CreateSandbox, Sandbox, SandboxState, Security};
+use super::record::{self, Record, Stored};
+use crate::api::{self, CreateSandbox, SandboxState, Security};
 use crate::image::store::ImageRecord;
 use chrono::Utc;
-use std::collections::BTreeMap;
 
 /// The resources a validated request gets.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,7 +87,7 @@ impl Offer {
         let now = Utc::now();
         let Limits { cpu, memory_mib, pids, keep_warm_seconds } = limits;
         Ok(Record {
-            sandbox: Sandbox {
+            sandbox: Stored {
                 id: record::new_id()?,
                 name: req.name.clone(),
                 image: req.image.clone(),
@@ -104,7 +103,6 @@ impl Offer {
                 memory_mib,
                 pids,
                 ports: req.ports.clone(),
-                urls: BTreeMap::new(),
                 published: req.publish.clone(),
                 authorized: req.authorized,
                 token: if req.authorized { Some(crate::random::alnum(32)?) } else { None },
@@ -114,8 +112,6 @@ impl Offer {
                 created_at: now,
                 started_at: None,
                 exited_at: None,
-                last_activity_at: now,
-                expires_at: None,
                 pid: None,
                 security: Security {
                     uid_base: None,
