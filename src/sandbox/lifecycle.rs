@@ -3,7 +3,8 @@
 use super::config::{self, InitArgs, Limits};
 use super::entry::Entry;
 use super::error::{Result, SandboxError};
-use super::manager::{LOG_MAX, Manager, UID_RANGE};
+use super::manager::{LOG_MAX, Manager};
+use super::uids::UID_RANGE;
 use super::ports;
 use super::record::{self, Record};
 use crate::api::{CreateSandbox, ExitReason, Sandbox, SandboxState};

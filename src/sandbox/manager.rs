@@ -1,7 +1,8 @@
-//! The sandbox manager: the sandboxes beamd knows (by id and name, in memory and on disk), their uid
-//! ranges, and the config every sandbox's view depends on. The lifecycle (create → running → stopping →
-//! exited) is in [`super::lifecycle`], keep-warm and timeouts in [`super::timers`], re-adoption after a
-//! restart in [`super::recovery`], images in [`super::images`], ports in [`super::ports`].
+//! The sandbox manager: the sandboxes beamd knows (by id and name, in memory and on disk) and the
+//! config every sandbox's view depends on. The lifecycle (create → running → stopping → exited) is in
+//! [`super::lifecycle`], keep-warm and timeouts in [`super::timers`], re-adoption after a restart in
+//! [`super::recovery`], images in [`super::images`], ports in [`super::ports`], uid ranges in
+//! [`super::uids`].
 //!
 //! Sandboxes outlive beamd: their init (PID 1) is a child of beamd only until beamd exits; its bundle
 //! (rootfs mount, user namespace bind, layer pins) is detached from beamd's memory. Everything needed
@@ -23,11 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// First host uid/gid of sandbox uid ranges, and the size of each range.
-pub const UID_BASE: u32 = 0x1000_0000;
-pub const UID_RANGE: u32 = 65536;
-/// Number of ranges (keeps every host id below 2^31).
-pub const UID_SLOTS: u32 = 0x7000;
 pub const DEFAULT_KEEP_WARM: i64 = 600;
 pub const DEFAULT_CPU: f64 = 1.0;
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
@@ -205,11 +201,11 @@ impl Manager {
         if want_userns {
             let used: std::collections::HashSet<u32> =
                 entries.values().filter_map(|e| e.rec.lock().expect("record lock").uid_slot).collect();
-            let slot = (0..UID_SLOTS).find(|s| !used.contains(s)).ok_or_else(|| {
+            let (slot, base) = super::uids::free_slot(&used).ok_or_else(|| {
                 SandboxError::Conflict("every sandbox uid range is in use; stop some sandboxes".into())
             })?;
             rec.uid_slot = Some(slot);
-            rec.sandbox.security.uid_base = Some(UID_BASE + slot * UID_RANGE);
+            rec.sandbox.security.uid_base = Some(base);
         }
         let dir = self.sandbox_dir(&rec.sandbox.id);
         std::fs::create_dir(&dir).map_err(SandboxError::io(dir.display()))?;

@@ -13,6 +13,7 @@ pub mod ports;
 pub mod record;
 pub mod recovery;
 pub mod timers;
+pub mod uids;
 pub mod validate;
 
 pub use entry::{ActiveGuard, Entry};
