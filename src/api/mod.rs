@@ -352,16 +352,17 @@ fn loopback() -> std::net::IpAddr {
 
 /// An IP address, with a message that says what to write instead of serde's "invalid IP address syntax".
 fn host_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::net::IpAddr, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "host_ip {s:?} is not an IP address; use e.g. 127.0.0.1 (the default) or 0.0.0.0"
-        ))
-    })
+    parse_host_ip(&String::deserialize(d)?)
 }
 
+/// `null` is the default, as with any optional field.
 fn some_host_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::net::IpAddr>, D::Error> {
-    host_ip(d).map(Some)
+    Option::<String>::deserialize(d)?.map(|s| parse_host_ip(&s)).transpose()
+}
+
+fn parse_host_ip<E: serde::de::Error>(s: &str) -> Result<std::net::IpAddr, E> {
+    s.parse()
+        .map_err(|_| E::custom(format!("host_ip {s:?} is not an IP address; use e.g. 127.0.0.1 (the default) or 0.0.0.0")))
 }
 
 /// `POST /v1/sandboxes/{ref}/stop`.

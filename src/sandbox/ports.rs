@@ -164,6 +164,11 @@ mod tests {
         assert!(e.to_string().contains("host_ip \"nope\" is not an IP address"), "{e}");
         let d: Publish = serde_json::from_str(r#"{"port": 1, "host_port": 2}"#).unwrap();
         assert_eq!(d.host_ip.to_string(), "127.0.0.1");
+        for (body, want) in [(r#"{"port": 1}"#, None), (r#"{"port": 1, "host_ip": null}"#, None), (r#"{"port": 1, "host_ip": "::1"}"#, Some("::1"))] {
+            let x: ExposePort = serde_json::from_str(body).unwrap();
+            assert_eq!(x.host_ip.map(|i| i.to_string()).as_deref(), want, "{body}");
+        }
+        assert!(serde_json::from_str::<ExposePort>(r#"{"port": 1, "host_ip": "x"}"#).unwrap_err().to_string().contains("host_ip \"x\""));
         assert_eq!(tcp_port("port", 70000).unwrap_err().field(), Some("port"));
         assert_eq!(tcp_port("port", 443).unwrap(), 443);
     }
