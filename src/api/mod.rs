@@ -506,6 +506,33 @@ pub struct Mkdir {
     pub mode: Option<u32>,
 }
 
+/// `POST /v1/sandboxes/{ref}/snapshots/filesystem`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotFilesystem {
+    /// A name for the new image (`myapp:v1`, `localhost:5000/team/app:1`); without one it is known by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// A sandbox's filesystem committed as an image: its parent image's layers plus one layer with what the
+/// sandbox changed, and the parent's config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FilesystemSnapshot {
+    /// The new image's id (`sha256:…`): `beam run --image <id>` runs it.
+    pub image_id: String,
+    pub names: Vec<String>,
+    /// The image the sandbox ran.
+    pub parent_image_id: String,
+    /// The sandbox it was taken from.
+    pub sandbox: String,
+    /// The new layer: its diff id (the digest of the uncompressed tar) and compressed size in bytes.
+    pub layer_diff_id: String,
+    pub layer_size: u64,
+    /// How long the sandbox was frozen for the copy, in milliseconds.
+    pub frozen_ms: u64,
+}
+
 /// `POST /v1/images/pull`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

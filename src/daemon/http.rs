@@ -51,6 +51,7 @@ impl From<SandboxError> for HttpError {
             SandboxError::Net(_)
             | SandboxError::Store(_)
             | SandboxError::Bundle(_)
+            | SandboxError::Layer(_)
             | SandboxError::Runtime(_)
             | SandboxError::Io { .. }
             | SandboxError::Internal(_) => (500, "internal"),

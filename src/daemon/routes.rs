@@ -33,6 +33,7 @@ pub enum Op {
     ListProcesses,
     SignalProcess,
     Logs,
+    SnapshotFilesystem,
     Files(super::files::FilesOp),
 }
 
@@ -57,6 +58,7 @@ pub const ROUTES: &[(&str, &str, Op)] = &[
     ("GET", "/v1/sandboxes/{ref}/processes", Op::ListProcesses),
     ("POST", "/v1/sandboxes/{ref}/processes/{pid}/signal", Op::SignalProcess),
     ("GET", "/v1/sandboxes/{ref}/logs", Op::Logs),
+    ("POST", "/v1/sandboxes/{ref}/snapshots/filesystem", Op::SnapshotFilesystem),
     ("GET", "/v1/sandboxes/{ref}/files", Op::Files(FilesOp::Download)),
     ("PUT", "/v1/sandboxes/{ref}/files", Op::Files(FilesOp::Upload)),
     ("DELETE", "/v1/sandboxes/{ref}/files", Op::Files(FilesOp::Remove)),
@@ -221,6 +223,12 @@ async fn dispatch(mgr: Arc<Manager>, req: Request<Incoming>) -> Result<Resp, Htt
         Op::Logs => {
             let e = mgr.get(r)?;
             super::logs::logs(mgr.clone(), e, flag(&q, "follow")?, number::<u64>(&q, "tail_bytes")?).await
+        }
+        Op::SnapshotFilesystem => {
+            let e = mgr.get_running(r)?;
+            let s: api::SnapshotFilesystem = json_body(req).await?;
+            let snap = crate::sandbox::snapshots::filesystem(&mgr, &e, &s).await?;
+            Ok(http::json_response(StatusCode::CREATED, &snap))
         }
         Op::Files(f) => {
             let e = mgr.get_running(r)?;

@@ -40,6 +40,9 @@ pub enum SandboxError {
     /// The runtime failed to make or run the container.
     #[error(transparent)]
     Runtime(crate::runtime::verbs::Error),
+    /// Writing a snapshot's layer or image.
+    #[error(transparent)]
+    Layer(#[from] crate::image::recipe::RecipeError),
     /// The sandbox's own process refused its configuration (the text names the field and the fix).
     #[error("starting the sandbox: {0}")]
     Start(String),

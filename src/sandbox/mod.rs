@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod manager;
 pub mod ports;
 pub mod record;
+pub mod snapshots;
 pub mod recovery;
 pub mod timers;
 pub mod uids;

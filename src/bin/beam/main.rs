@@ -13,6 +13,7 @@ mod image;
 mod output;
 mod run;
 mod sandbox;
+mod snapshot;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,9 +1,10 @@
 //! The sandbox commands: `beam run`, `exec`, `shell`, `container …` (`ps`, `stop`, `rm`, …), `cp`,
-//! `version`, dispatched to the files that implement them (run, exec, container, cp). They only
-//! talk to beamd over its API (see [`crate::client`]).
+//! `snapshot`, `version`, dispatched to the files that implement them (run, exec, container, cp,
+//! snapshot). They only talk to beamd over its API (see [`crate::client`]).
 
 use crate::client::{Client, DaemonArgs, Error, usage};
 use crate::container::{self, IdArg, KillArgs, ListArgs, LogsArgs, PortArgs, RmArgs, StopArgs, UpdateArgs};
+use crate::snapshot::{self, SnapshotCmd};
 use crate::{cp, exec, run};
 use clap::Subcommand;
 
@@ -46,6 +47,11 @@ pub enum Cmd {
     Cp(cp::CpArgs),
     /// List a sandbox's URLs and TCP forwards, or expose one more port (beam container port).
     Port(PortArgs),
+    /// Snapshots of a running sandbox: `beam snapshot fs ID [--tag NAME]` commits its filesystem as an image.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCmd,
+    },
     /// Print the versions of beam and beamd.
     Version,
 }
@@ -105,6 +111,7 @@ async fn dispatch(c: &Client, cmd: Cmd) -> Result<i32, Error> {
         Cmd::Kill(a) => container::kill(c, a).await,
         Cmd::Cp(a) => cp::cp(c, a).await,
         Cmd::Port(a) => container::port(c, a).await,
+        Cmd::Snapshot { cmd } => snapshot::snapshot(c, cmd).await,
         Cmd::Version => container::version(c).await,
     }
 }

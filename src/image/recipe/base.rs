@@ -277,7 +277,7 @@ pub fn debootstrap_layer(
     }
     let mut w = LayerWriter::create(&work.join("layer.tar.zst"))?;
     let started = std::time::Instant::now();
-    append_tree(&mut w.tar, &target, &TreeOptions { overlay_upper: false, skip_files: &[], mtime: None })?;
+    append_tree(&mut w.tar, &target, &TreeOptions { overlay_upper: false, skip_files: &[], mtime: None, id_range: None })?;
     let layer = w.finish(store)?;
     if !quiet {
         eprintln!(

@@ -71,6 +71,10 @@ pub struct TreeOptions<'a> {
     pub skip_files: &'a [String],
     /// Force every entry's mtime (reproducible layers), or keep the tree's.
     pub mtime: Option<u64>,
+    /// The tree belongs to a user namespace's range `(first host id, size)`: owners are written as the
+    /// namespace sees them (host id − first); an id outside the range becomes 65534 (nobody), as the
+    /// namespace shows it.
+    pub id_range: Option<(u32, u32)>,
 }
 
 /// Append everything under `root` (not `root` itself) to the tar.
@@ -94,7 +98,7 @@ fn walk<W: Write>(
         let rel_path = rel.join(&name);
         let m = std::fs::symlink_metadata(&path)?;
         let ft = m.file_type();
-        let mut h = header(&m, o.mtime);
+        let mut h = header(&m, o);
         if o.overlay_upper && ft.is_char_device() && m.rdev() == 0 {
             let mut wh = std::ffi::OsString::from(".wh.");
             wh.push(&name);
@@ -122,7 +126,7 @@ fn walk<W: Write>(
             tar.append_data(&mut h, &rel_path, std::io::empty())?;
             let opaque = xattrs.iter().any(|(k, v)| k == "trusted.overlay.opaque" && v == b"y");
             if o.overlay_upper && opaque {
-                let mut oh = header(&m, o.mtime);
+                let mut oh = header(&m, o);
                 oh.set_entry_type(tar::EntryType::Regular);
                 oh.set_size(0);
                 oh.set_mode(0o644);
@@ -167,13 +171,22 @@ fn walk<W: Write>(
     Ok(())
 }
 
-fn header(m: &std::fs::Metadata, mtime: Option<u64>) -> tar::Header {
+fn header(m: &std::fs::Metadata, o: &TreeOptions) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_mode(m.mode() & 0o7777);
-    h.set_uid(m.uid() as u64);
-    h.set_gid(m.gid() as u64);
-    h.set_mtime(mtime.unwrap_or(m.mtime().max(0) as u64));
+    h.set_uid(u64::from(shift_id(m.uid(), o.id_range)));
+    h.set_gid(u64::from(shift_id(m.gid(), o.id_range)));
+    h.set_mtime(o.mtime.unwrap_or(m.mtime().max(0) as u64));
     h
+}
+
+/// A host id as the user namespace of `range` sees it.
+fn shift_id(id: u32, range: Option<(u32, u32)>) -> u32 {
+    match range {
+        None => id,
+        Some((first, size)) if id >= first && id - first < size => id - first,
+        Some(_) => 65534,
+    }
 }
 
 /// (name, value) of every xattr on `path` (not following a final symlink).
@@ -277,4 +290,19 @@ pub fn write_image(
     });
     let manifest_digest = store.put_blob_bytes(&serde_json::to_vec(&manifest).expect("json"))?;
     Ok(store.add_image(&manifest_digest, names)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_shift_out_of_a_user_namespace_range() {
+        let r = Some((0x1000_0000, 65536));
+        assert_eq!(super::shift_id(0x1000_0000, r), 0);
+        assert_eq!(super::shift_id(0x1000_0000 + 1000, r), 1000);
+        assert_eq!(super::shift_id(0x1000_0000 + 65535, r), 65535);
+        // Outside the range: what the namespace shows for an unmapped id.
+        assert_eq!(super::shift_id(0x1000_0000 + 65536, r), 65534);
+        assert_eq!(super::shift_id(0, r), 65534);
+        assert_eq!(super::shift_id(1000, None), 1000);
+    }
 }

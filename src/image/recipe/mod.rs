@@ -456,7 +456,7 @@ impl Builder<'_> {
                 return Err(RecipeError::StepFailed { command: script.into(), code, log: tail });
             }
             let mut w = layer::LayerWriter::create(&work.with_extension("layer.tar.zst"))?;
-            let o = layer::TreeOptions { overlay_upper: true, skip_files: &b.host_files, mtime: None };
+            let o = layer::TreeOptions { overlay_upper: true, skip_files: &b.host_files, mtime: None, id_range: None };
             let started = Instant::now();
             layer::append_tree(&mut w.tar, &b.rootfs.upper, &o)?;
             let layer = w.finish(self.store)?;
