@@ -36,6 +36,9 @@ CRI=$(test_bins --test cri | tail -n1)
 # beamd end to end (sandboxes: user namespaces, idmapped layers, CLONE_INTO_CGROUP, v2 limits).
 BEAMD=$(test_bins --test beamd_api | tail -n1)
 [ -x "$BEAMD" ] || { echo "cgroup-v2.sh: no beamd_api test binary (build failed?)" >&2; exit 1; }
+# Filesystem snapshots (the v2 freezer, the upper dir of an idmapped overlay on 6.1).
+SNAP=$(test_bins --test beamd_snapshot | tail -n1)
+[ -x "$SNAP" ] || { echo "cgroup-v2.sh: no beamd_snapshot test binary (build failed?)" >&2; exit 1; }
 # beamd's bridge networking (veth, bridge, nftables NAT and policy) on another kernel than the host's.
 NET=$(test_bins --test beamd_net | tail -n1)
 [ -x "$NET" ] || { echo "cgroup-v2.sh: no beamd_net test binary (build failed?)" >&2; exit 1; }
@@ -70,6 +73,7 @@ GUEST=(
     "modprobe -d \"\$BEAM_VM_MODROOT\" loop && modprobe -d \"\$BEAM_VM_MODROOT\" ext4 && truncate -s 1G /tmp/beam-ext4.img && mkfs.ext4 -q -F /tmp/beam-ext4.img"
     "mkdir -p /tmp/beam-ext4 && mount -o loop /tmp/beam-ext4.img /tmp/beam-ext4"
     "TMPDIR=/tmp/beam-ext4 $(q "$BEAMD" --test-threads=2 --include-ignored "$@")"
+    "TMPDIR=/tmp/beam-ext4 $(q "$SNAP" --test-threads=2 --include-ignored "$@")"
     "echo '== containerd + CRI on beam-oci (pure v2)'"
     # On ext4 too: containerd's overlay snapshots can't have their upper on the guest's overlay /tmp.
     "TMPDIR=/tmp/beam-ext4 $(q "$CTRD" --test-threads=2 --include-ignored "$@")"
