@@ -4,10 +4,12 @@
 //! running; bad input is a 4xx that makes no image. Root only.
 
 mod common_beamd;
+mod common_registry;
 mod common_root;
 use common_beamd::*;
 use common_root::require_root;
 use serde_json::json;
+use std::process::Command;
 
 fn image_ids(b: &Beamd) -> Vec<String> {
     let v = b.get("/v1/images").json();
@@ -72,4 +74,22 @@ fn filesystem_snapshot_is_an_image_of_what_changed() {
     let id2 = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(id2.starts_with("sha256:") && id2 != image, "{id2}");
     assert!(image_ids(&b).contains(&id2));
+
+    // An ordinary image: pushed from beamd's store to a registry, pulled into another store, it runs there.
+    if !std::path::Path::new(common_registry::REGISTRY_BIN).exists() {
+        eprintln!("skipped the push: {} is not installed (apt-get install docker-registry)", common_registry::REGISTRY_BIN);
+        return;
+    }
+    let reg = common_registry::Registry::start();
+    let reference = format!("{}/snap/app:1", reg.addr);
+    let beam = |root: &std::path::Path, args: &[&str]| {
+        let out = Command::new(beam_bin()).arg("--root").arg(root).args(args).output().unwrap();
+        assert!(out.status.success(), "beam {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    beam(&b.root, &["image", "push", "-q", &image, &reference]);
+    let other = tempfile::tempdir().unwrap();
+    beam(other.path(), &["image", "pull", "-q", &reference]);
+    let out = beam(other.path(), &["image", "run", &reference, "--", "sh", "-c", "cat /app/x; stat -c %u /app/x; ls /usr/sbin"]);
+    assert_eq!(out, "v1\n1000\nonly\n");
 }
