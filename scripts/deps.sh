@@ -26,3 +26,28 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain (https://rustup.rs) and re-run" >&2
   exit 1
 fi
+# CRIU for beam-oci checkpoint/restore (tests/checkpoint.rs): Debian 12's criu 3.17 fails on kernels ≥ 6.13
+# ("Unexpected rt vDSO area bounds", fixed in 4.1), so unless a working one is there, build CRIU 4.1.1 from
+# the upstream source next to the project (../shared/criu, or $BEAM_SHARED/criu; about 20 s on 2 cores)
+# into /usr/local/sbin/criu. Without that source the checkpoint test says it skipped.
+if [[ "${1:-}" == "--test" ]]; then
+  works() { "$1" check >/dev/null 2>&1; }
+  if ! { command -v criu >/dev/null && works criu; } && ! works /usr/local/sbin/criu; then
+    shared=${BEAM_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
+    src=$shared/criu/criu_4.1.1.orig.tar.xz
+    if [[ -f "$src" ]]; then
+      echo "==> building CRIU 4.1.1 from $src"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -qq --no-install-recommends build-essential pkg-config uuid-dev libprotobuf-c-dev \
+        protobuf-c-compiler libprotobuf-dev libnl-3-dev libnet1-dev libcap-dev >/dev/null
+      work=$(mktemp -d /tmp/beam-criu.XXXXXX)
+      tar -C "$work" -xf "$src"
+      make -C "$work/criu-4.1.1" -j"$(nproc)" criu >"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; exit 1; }
+      install -m 0755 "$work/criu-4.1.1/criu/criu" /usr/local/sbin/criu
+      rm -rf "$work"
+      works /usr/local/sbin/criu || echo "==> /usr/local/sbin/criu check fails on this kernel: checkpoint tests will fail" >&2
+    else
+      echo "==> no working CRIU and no CRIU source at $src: beam-oci checkpoint/restore tests will skip"
+    fi
+  fi
+fi

@@ -27,7 +27,8 @@ struct Cli {
     /// `--rootless` writes a rootless config.
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
-    #[arg(long, global = true, hide = true)]
+    /// The CRIU binary for checkpoint and restore (default: criu on PATH).
+    #[arg(long, global = true, env = "BEAM_CRIU")]
     criu: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long)]
@@ -57,6 +58,46 @@ struct CreateArgs {
     /// Accepted for runc compatibility (beam-oci never creates session keyrings).
     #[arg(long, hide = true)]
     no_new_keyring: bool,
+}
+
+/// CRIU's flags, as runc names them.
+#[derive(Args)]
+struct CriuArgs {
+    /// Where CRIU's image files go (checkpoint) or come from (restore).
+    #[arg(long)]
+    image_path: PathBuf,
+    /// Where CRIU writes its logs (default: the image path).
+    #[arg(long)]
+    work_path: Option<PathBuf>,
+    /// Dump and restore established TCP connections.
+    #[arg(long)]
+    tcp_established: bool,
+    /// Allow unix sockets connected to the outside.
+    #[arg(long)]
+    ext_unix_sk: bool,
+    /// The container runs in a terminal session (its tty is taken over).
+    #[arg(long)]
+    shell_job: bool,
+    /// Dump and restore file locks.
+    #[arg(long)]
+    file_locks: bool,
+    /// Accepted for runc compatibility: cgroups are always beam-oci's (CRIU's are ignored).
+    #[arg(long, hide = true)]
+    manage_cgroups_mode: Option<String>,
+}
+
+impl CriuArgs {
+    fn options(self, criu: Option<&str>) -> verbs::checkpoint::CriuOptions {
+        verbs::checkpoint::CriuOptions {
+            criu: criu.map(PathBuf::from),
+            image_path: self.image_path,
+            work_path: self.work_path,
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +219,38 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Dump a running container's processes to --image-path with CRIU (destroys it unless --leave-running).
+    Checkpoint {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Keep the container running after the dump.
+        #[arg(long)]
+        leave_running: bool,
+        id: String,
+    },
+    /// A container from a checkpoint in --image-path, on the bundle's root filesystem.
+    Restore {
+        #[command(flatten)]
+        criu: CriuArgs,
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Write the container init's host pid here.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Return once restored instead of waiting for the container's init.
+        #[arg(short, long)]
+        detach: bool,
+        /// Accepted for runc compatibility; a restored terminal is taken over as it was (--shell-job).
+        #[arg(long, hide = true)]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc compatibility (no keyrings).
+        #[arg(long, hide = true)]
+        no_new_keyring: bool,
+        /// Accepted for runc compatibility (chroot roots are not restorable).
+        #[arg(long, hide = true)]
+        no_pivot: bool,
+        id: String,
+    },
     /// Write a starting config.json into the bundle.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -285,6 +358,13 @@ fn real_main(cli: Cli) -> Result<i32, Error> {
                 "table" => print!("{}", verbs::ps::table(&root, &id, &ps_args)?),
                 f => return Err(Error::Usage(format!("--format {f:?}: use table or json"))),
             }
+        }
+        Cmd::Checkpoint { criu, leave_running, id } => {
+            verbs::checkpoint::checkpoint(&g.root()?, &id, &criu.options(cli.criu.as_deref()), leave_running)?
+        }
+        Cmd::Restore { criu, bundle, pid_file, detach, id, .. } => {
+            let o = verbs::checkpoint::RestoreOptions { id, bundle, pid_file, detach, criu: criu.options(cli.criu.as_deref()) };
+            return verbs::checkpoint::restore(&g.root()?, &o);
         }
         Cmd::Pause { id } => verbs::pause::pause(&g.root()?, &id)?,
         Cmd::Resume { id } => verbs::pause::resume(&g.root()?, &id)?,

@@ -112,7 +112,7 @@ fn write_proc(pid: i32, file: &str, data: &str) -> Result<()> {
 
 /// The device rules runc adds after the spec's own: the default /dev nodes, ptys and mknod, plus every
 /// node in `linux.devices` — so `devices: [{allow: false}]` (deny all) still leaves a working /dev.
-fn with_default_devices(r: &LinuxResources, devices: &[LinuxDevice]) -> LinuxResources {
+pub(crate) fn with_default_devices(r: &LinuxResources, devices: &[LinuxDevice]) -> LinuxResources {
     let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) else { return r.clone() };
     let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         LinuxDeviceCgroupBuilder::default()

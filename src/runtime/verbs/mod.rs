@@ -1,5 +1,6 @@
 //! The lifecycle verbs, one file each, as `beam-oci` (and later beamd) call them.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
