@@ -275,5 +275,36 @@ fn podman_runs_execs_and_removes_with_beam_oci() {
     p.step("rm -f", &["rm", "-f", "-t", "0", &id], 0);
     assert!(container_ids(&p).is_empty(), "rm -f left the container behind");
     assert_gone(&id);
-    println!("podman drove beam-oci: run, exit status, run -d, exec (-i), rm -f all passed");
+
+    // 4. podman container checkpoint / restore through beam-oci's checkpoint and restore (CRIU).
+    let criu_works = Command::new("criu").arg("check").output().is_ok_and(|o| o.status.success());
+    if criu_works {
+        let count = |p: &Podman, id: &str| -> u64 {
+            let out = p.step("exec cat /tmp/count", &["exec", id, "cat", "/tmp/count"], 0);
+            text(&out.stdout).trim().parse().unwrap_or(0)
+        };
+        let mut args = vec!["run", "-d"];
+        args.extend(RUN_OPTS);
+        let counter = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done";
+        args.extend([IMAGE, "sh", "-c", counter]);
+        let id = text(&p.step("run -d a counter", &args, 0).stdout).trim().to_string();
+        let start = std::time::Instant::now();
+        while count(&p, &id) < 3 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "the counter never counted");
+        }
+        p.step("container checkpoint", &["container", "checkpoint", &id], 0);
+        let st = p.step("inspect state", &["inspect", "--format", "{{.State.Status}}", &id], 0);
+        assert_eq!(text(&st.stdout).trim(), "exited", "checkpointed");
+        p.step("container restore", &["container", "restore", &id], 0);
+        let (a, start) = (count(&p, &id), std::time::Instant::now());
+        assert!(a >= 3, "the restored counter went on from where it was, not from 0: {a}");
+        while count(&p, &id) <= a {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "the restored counter doesn't count");
+        }
+        p.step("rm -f", &["rm", "-f", "-t", "0", &id], 0);
+        assert_gone(&id);
+    } else {
+        eprintln!("skipped checkpoint/restore: no working criu on PATH (scripts/deps.sh --test builds one)");
+    }
+    println!("podman drove beam-oci: run, exit status, run -d, exec (-i), rm -f, checkpoint/restore all passed");
 }

@@ -29,6 +29,9 @@ use std::process::Command;
 
 /// What stdio pointed to, saved beside CRIU's images (runc's file of the same name).
 const DESCRIPTORS: &str = "descriptors.json";
+/// The container's cgroup mounts that show only its own cgroup (no cgroup namespace: podman on v1):
+/// `[mount point, controllers]`, re-pointed at the new container's cgroup on restore.
+const CGROUP_MOUNTS: &str = "beam-cgroup-mounts.json";
 
 /// CRIU's options shared by both verbs (runc's flags).
 #[derive(Debug, Clone, Default)]
@@ -141,6 +144,14 @@ pub fn checkpoint(root: &Root, id: &str, o: &CriuOptions, leave_running: bool) -
     for (dest, _) in bind_mounts(&spec) {
         cmd.arg("--external").arg(format!("mnt[{}]:{}", dest.display(), dest.display()));
     }
+    // Cgroup mounts whose root is the container's own cgroup, not the hierarchy's root: CRIU can't
+    // dump them as mounts of their own; they are external, bound to the new cgroup on restore.
+    let cgroup_mounts = own_cgroup_mounts(st.pid)?;
+    for (mp, _) in &cgroup_mounts {
+        cmd.arg("--external").arg(format!("mnt[{mp}]:{mp}"));
+    }
+    let cg = serde_json::to_vec(&cgroup_mounts).expect("cgroup mounts serialize");
+    std::fs::write(o.image_path.join(CGROUP_MOUNTS), cg).map_err(Error::io(format!("writing {CGROUP_MOUNTS}")))?;
     // stdio that points outside the container's mount namespace.
     let inside = mount_ids(st.pid)?;
     let mut descriptors = Vec::new();
@@ -170,6 +181,42 @@ pub fn checkpoint(root: &Root, id: &str, o: &CriuOptions, leave_running: bool) -
         super::delete::destroy(root, &st)?;
     }
     Ok(())
+}
+
+/// `(mount point, controllers)` of each cgroup mount of `pid` whose root is not its hierarchy's root.
+fn own_cgroup_mounts(pid: i32) -> Result<Vec<(String, String)>> {
+    let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(Error::io(format!("reading /proc/{pid}/mountinfo")))?;
+    let mut out = Vec::new();
+    for line in mi.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        let (Some(root), Some(mp), Some(fstype)) = (pre.get(3), pre.get(4), post.first()) else { continue };
+        if !matches!(*fstype, "cgroup" | "cgroup2") || *root == "/" {
+            continue;
+        }
+        let controllers = match *fstype {
+            "cgroup2" => String::new(),
+            _ => post.get(2).map_or(String::new(), |opts| {
+                opts.split(',').filter(|o| is_cgroup_controller(o)).collect::<Vec<_>>().join(",")
+            }),
+        };
+        out.push((mp.to_string(), controllers));
+    }
+    Ok(out)
+}
+
+/// A v1 mount option that names a hierarchy (a controller, or `name=…`), not a mount flag.
+fn is_cgroup_controller(o: &str) -> bool {
+    !matches!(o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode" | "favordynmods") && !o.starts_with("release_agent=")
+}
+
+/// The new cgroup's dir for a recorded hierarchy (same controllers; "" is v2).
+fn hierarchy_dir(dirs: &[(String, PathBuf)], controllers: &str) -> Option<PathBuf> {
+    let want: HashSet<&str> = controllers.split(',').filter(|c| !c.is_empty()).collect();
+    dirs.iter()
+        .find(|(name, _)| name.split(',').filter(|c| !c.is_empty()).collect::<HashSet<_>>() == want)
+        .map(|(_, d)| d.clone())
 }
 
 /// Mount ids of a process's mount namespace.
@@ -237,13 +284,25 @@ pub fn restore(root: &Root, o: &RestoreOptions) -> Result<i32> {
             let src = if src.is_absolute() { src } else { bundle.dir.join(src) };
             cmd.arg("--external").arg(format!("mnt[{}]:{}", dest.display(), src.display()));
         }
+        let cgroup_mounts: Vec<(String, String)> = std::fs::read(c.image_path.join(CGROUP_MOUNTS))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let dirs = cgroup.hierarchy_dirs()?;
+        for (mp, controllers) in &cgroup_mounts {
+            let dir = hierarchy_dir(&dirs, controllers).ok_or_else(|| {
+                Error::Usage(format!(
+                    "the checkpoint mounts cgroup hierarchy {controllers:?} at {mp}, which this host doesn't have; restore it on a host with the same cgroup layout"
+                ))
+            })?;
+            cmd.arg("--external").arg(format!("mnt[{mp}]:{}", dir.display()));
+        }
         for (fd, key) in descriptors.iter().enumerate() {
             if !key.is_empty() {
                 cmd.arg("--inherit-fd").arg(format!("fd[{fd}]:{key}"));
             }
         }
-        let procs: Vec<CString> = cgroup
-            .hierarchy_dirs()?
+        let procs: Vec<CString> = dirs
             .into_iter()
             .map(|(_, d)| CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL in a cgroup path"))
             .collect();
