@@ -68,7 +68,7 @@ if command -v podman >/dev/null; then
     P="$PB --storage-driver $DRIVER"
     $P pull -q --tls-verify=false "$REF" >/dev/null
     # runc: crun refuses this hybrid-cgroup host (see benches/lifecycle.sh)
-    $P run -d --runtime runc --name snapbench --network none --ulimit nofile=20000:20000 "$REF" sleep 100000 >/dev/null
+    $P run -d --runtime runc --name snapbench --network none --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 "$REF" sleep 100000 >/dev/null
     $P exec snapbench sh -c "$CHANGE"
     echo "podman storage driver: $DRIVER"
     cmds+=(-n podman "$P commit -q snapbench >/dev/null")
