@@ -6,7 +6,12 @@
 # sandbox left it removes its bridge and nftables tables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $EUID -eq 0 ]] || { echo "run as root: sudo bash scripts/demo.sh" >&2; exit 1; }
+# It needs root (namespaces, cgroups, mounts): as a user it runs itself again through sudo, keeping the
+# user's Rust toolchain (PATH, CARGO_HOME, RUSTUP_HOME), so the same command works for root and for users.
+if [[ $EUID -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "scripts/demo.sh needs root: run it as root (sudo is not installed)" >&2; exit 1; }
+  exec sudo env PATH="$PATH" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" bash "$PWD/scripts/demo.sh" "$@"
+fi
 bash scripts/deps.sh
 cargo build --release --quiet
 beam=target/release/beam

@@ -3,7 +3,12 @@
 # tests again inside a pure cgroup v2 VM (Debian 6.1 kernel under qemu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $EUID -eq 0 ]] || { echo "run as root: sudo bash scripts/test.sh" >&2; exit 1; }
+# It needs root (namespaces, cgroups, mounts): as a user it runs itself again through sudo, keeping the
+# user's Rust toolchain (PATH, CARGO_HOME, RUSTUP_HOME), so the same command works for root and for users.
+if [[ $EUID -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "scripts/test.sh needs root: run it as root (sudo is not installed)" >&2; exit 1; }
+  exec sudo env PATH="$PATH" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" bash "$PWD/scripts/test.sh" "$@"
+fi
 bash scripts/deps.sh --test
 echo "==> cargo test (host: $(grep -c cgroup2 /proc/self/mountinfo) cgroup2 mount(s), kernel $(uname -r))"
 # --include-ignored: the tests that need root are #[ignore = "needs root"] (a user's plain `cargo test` lists
