@@ -19,6 +19,8 @@ pub struct Entry {
     inflight: AtomicUsize,
     /// Unix milliseconds of the last API call on it.
     last_activity: AtomicI64,
+    /// Held for a snapshot: one at a time per sandbox (each freezes and thaws its cgroup).
+    pub(super) snapshotting: tokio::sync::Mutex<()>,
 }
 
 /// Counts an operation as activity for as long as it lives.
@@ -41,6 +43,7 @@ impl Entry {
             exited: watch::channel(exited).0,
             inflight: AtomicUsize::new(0),
             last_activity: AtomicI64::new(Utc::now().timestamp_millis()),
+            snapshotting: tokio::sync::Mutex::new(()),
         })
     }
 

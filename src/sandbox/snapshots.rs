@@ -42,6 +42,8 @@ pub async fn filesystem(mgr: &Arc<Manager>, e: &Arc<Entry>, req: &SnapshotFilesy
         })?],
     };
     let _warm = e.active();
+    // One snapshot at a time per sandbox: another's thaw must not end this one's freeze.
+    let _one = e.snapshotting.lock().await;
     let rec = e.record();
     let parent = mgr.store().resolve(&rec.sandbox.image_id).map_err(|err| {
         SandboxError::Conflict(format!(
