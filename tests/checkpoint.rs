@@ -1,6 +1,6 @@
 //! beam-oci checkpoint / restore through a real CRIU: a shell loop's counter carries on after a restore
-//! under a new id and in a new cgroup; --leave-running plus a restore on a copy of the rootfs is a fork
-//! (both count on, each in its own files); bad input is one line and leaves no state dir or cgroup; the
+//! under a new id and in a new cgroup; --leave-running keeps it running; one checkpoint restored twice (on
+//! the rootfs and on a copy) is a fork (both count on, each in its own files); bad input is one line and leaves no state dir or cgroup; the
 //! host's mount table is as it was. Root only, and a CRIU that works on this kernel (BEAM_CRIU, criu on
 //! PATH or /usr/local/sbin/criu; scripts/deps.sh builds CRIU 4.1.1 where Debian's 3.17 fails).
 
@@ -69,18 +69,28 @@ fn checkpoint_and_restore_carry_a_process_on() {
     assert!(cg.contains(&format!("/beam/{c2}")), "the restored init is in the new container's cgroup: {cg}");
     assert!(!cg.contains(&format!("/beam/{c1}")), "{cg}");
 
-    // A fork: checkpoint c2 but leave it running, restore the dump as c3 on a copy of the root filesystem.
+    // --leave-running: dumped, and still running.
     let images2 = cx.tmp.path().join("img2");
     cx.ok(&["--criu", &criu, "checkpoint", "--leave-running", "--image-path", images2.to_str().unwrap(), &c2]);
     assert_eq!(cx.state(&c2)["status"], "running");
+    let c = count(&b.rootfs());
+    await_count(&b.rootfs(), c);
+    assert!(images2.join("inventory.img").exists());
+
+    // A fork: one checkpoint restored twice, on the root filesystem and on a copy of it as it was at the
+    // dump (CRIU checks that the files the processes hold open are as they were): two independent
+    // containers counting on, each in its own files.
+    let images3 = cx.tmp.path().join("img3");
+    cx.ok(&["--criu", &criu, "checkpoint", "--image-path", images3.to_str().unwrap(), &c2]);
     let fork = cx.bundle("fork", &["sh", "-c", LOOP]);
     std::fs::copy(b.rootfs().join("tmp/count"), fork.rootfs().join("tmp/count")).unwrap();
-    let c3 = cx.id("c3");
-    cx.ok(&["--criu", &criu, "restore", "--image-path", images2.to_str().unwrap(), "--bundle", fork.path(), "-d", &c3]);
+    let (c3, c5) = (cx.id("c3"), cx.id("c5"));
+    cx.ok(&["--criu", &criu, "restore", "--image-path", images3.to_str().unwrap(), "--bundle", b.path(), "-d", &c3]);
+    cx.ok(&["--criu", &criu, "restore", "--image-path", images3.to_str().unwrap(), "--bundle", fork.path(), "-d", &c5]);
     let (base_b, base_f) = (count(&b.rootfs()), count(&fork.rootfs()));
     await_count(&b.rootfs(), base_b);
     await_count(&fork.rootfs(), base_f);
-    assert_ne!(cx.state(&c2)["pid"], cx.state(&c3)["pid"]);
+    assert_ne!(cx.state(&c3)["pid"], cx.state(&c5)["pid"]);
 
     // Bad input: one line each, nothing left.
     let empty = cx.tmp.path().join("empty");
@@ -91,11 +101,11 @@ fn checkpoint_and_restore_carry_a_process_on() {
     assert!(cx.fails(&["state", &c4]).contains(&c4));
     let e = cx.fails(&["--criu", &criu, "checkpoint", "--image-path", img, &cx.id("nope")]);
     assert!(e.contains("nope"), "{e}");
-    let e = cx.fails(&["--criu", "/nonexistent/criu", "checkpoint", "--image-path", img, &c2]);
+    let e = cx.fails(&["--criu", "/nonexistent/criu", "checkpoint", "--image-path", img, &c3]);
     assert!(e.contains("/nonexistent/criu") && e.contains("--criu"), "{e}");
-    assert_eq!(cx.state(&c2)["status"], "running", "a failed checkpoint leaves the container running");
+    assert_eq!(cx.state(&c3)["status"], "running", "a failed checkpoint leaves the container running");
 
-    for id in [&c2, &c3] {
+    for id in [&c3, &c5] {
         cx.ok(&["delete", "--force", id]);
         assert!(cgroup_dirs(&format!("beam/{id}")).is_empty(), "{id}'s cgroup is gone");
     }

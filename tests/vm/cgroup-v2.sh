@@ -36,9 +36,13 @@ CRI=$(test_bins --test cri | tail -n1)
 # beamd end to end (sandboxes: user namespaces, idmapped layers, CLONE_INTO_CGROUP, v2 limits).
 BEAMD=$(test_bins --test beamd_api | tail -n1)
 [ -x "$BEAMD" ] || { echo "cgroup-v2.sh: no beamd_api test binary (build failed?)" >&2; exit 1; }
-# Not here yet: beam-oci checkpoint/restore (tests/checkpoint.rs). In this guest both Debian's criu 3.17 and
-# CRIU 4.1.1 fail to dump the container's network namespace ("Dumping netns links": -EINVAL from netlink),
-# also with the sock_diag modules loaded (unix/inet/tcp/udp/raw/netlink/af_packet_diag); to be found out.
+# beam-oci checkpoint/restore through CRIU (tests/checkpoint.rs): the guest's first criu on PATH is Debian's
+# 3.17, which works on 6.1. CRIU needs what the guest can't autoload: the sock_diag modules to collect a
+# netns's sockets, nf_tables for iptables-save/-restore (its network dump and lock; the lock's rules need
+# xt_mark through nft_compat) and nf_conntrack_netlink to dump conntrack entries (without it: -EINVAL).
+CKPT=$(test_bins --test checkpoint | tail -n1)
+[ -x "$CKPT" ] || { echo "cgroup-v2.sh: no checkpoint test binary (build failed?)" >&2; exit 1; }
+CKPTMODS="unix_diag inet_diag tcp_diag udp_diag netlink_diag raw_diag af_packet_diag nf_conntrack_netlink nft_compat xt_mark"
 # Filesystem snapshots (the v2 freezer, the upper dir of an idmapped overlay on 6.1).
 SNAP=$(test_bins --test beamd_snapshot | tail -n1)
 [ -x "$SNAP" ] || { echo "cgroup-v2.sh: no beamd_snapshot test binary (build failed?)" >&2; exit 1; }
@@ -47,7 +51,7 @@ NET=$(test_bins --test beamd_net | tail -n1)
 [ -x "$NET" ] || { echo "cgroup-v2.sh: no beamd_net test binary (build failed?)" >&2; exit 1; }
 # Modules run.sh copies for the guest (the guest can't autoload: its /lib/modules is the host's).
 NETMODS="nf_tables nft_chain_nat nft_masq nft_ct nft_meta_bridge bridge veth"
-export BEAM_VM_MODULES="loop ext4 $NETMODS"
+export BEAM_VM_MODULES="loop ext4 $NETMODS $CKPTMODS"
 
 # The OCI validation suite in the VM (scripts/conformance.sh; built here, run there) only with
 # BEAM_CONFORMANCE_VM=1, for docs/conformance.md, and not as a CI gate: under TCG a suite test takes 20-300 s,
@@ -84,6 +88,9 @@ GUEST=(
     "echo '== beamd bridge networking (6.1 kernel, pure v2)'"
     "modprobe -d \"\$BEAM_VM_MODROOT\" -a $NETMODS"
     "TMPDIR=/tmp/beam-ext4 $(q "$NET" --test-threads=2 --include-ignored "$@")"
+    "echo '== beam-oci checkpoint/restore through CRIU (pure v2)'; criu --version"
+    "modprobe -d \"\$BEAM_VM_MODROOT\" -a $CKPTMODS"
+    "TMPDIR=/tmp/beam-ext4 $(q "$CKPT" --test-threads=2 --include-ignored "$@")"
     "${CONF[@]}"
 )
 SCRIPT=$(printf '%s && ' "${GUEST[@]}")
