@@ -535,30 +535,41 @@ fn plan_dev(spec: &Spec, mounts: &[Mount]) -> Result<Option<DevPlan>, MountError
     }))
 }
 
-pub(super) struct MountInfo {
+/// One line of a mountinfo file.
+pub(crate) struct MountInfo {
+    pub id: u64,
+    /// The mounted subtree of its filesystem (`/` for a whole one; a bind shows its source dir).
+    pub root: String,
     pub mount_point: String,
     pub fstype: String,
+    /// The filesystem's own options (for cgroup v1: its controllers).
+    pub super_options: String,
     pub shared: bool,
 }
 
 /// The runtime's own /proc/self/mountinfo (the child's mount namespace starts as a copy of it).
 pub(super) fn read_mountinfo() -> Vec<MountInfo> {
-    let text = match std::fs::read_to_string("/proc/self/mountinfo") {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!("reading /proc/self/mountinfo: {e}");
-            return Vec::new();
-        }
-    };
-    text.lines().filter_map(parse_mountinfo_line).collect()
+    mountinfo_of("/proc/self/mountinfo").unwrap_or_else(|e| {
+        tracing::warn!("reading /proc/self/mountinfo: {e}");
+        Vec::new()
+    })
+}
+
+/// A mountinfo file (`/proc/<pid>/mountinfo`), parsed.
+pub(crate) fn mountinfo_of(path: &str) -> std::io::Result<Vec<MountInfo>> {
+    Ok(std::fs::read_to_string(path)?.lines().filter_map(parse_mountinfo_line).collect())
 }
 
 fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
     let (pre, post) = line.split_once(" - ")?;
     let fields: Vec<&str> = pre.split(' ').collect();
+    let post: Vec<&str> = post.split(' ').collect();
     Some(MountInfo {
+        id: fields.first()?.parse().ok()?,
+        root: unescape(fields.get(3)?),
         mount_point: unescape(fields.get(4)?),
-        fstype: post.split(' ').next()?.to_string(),
+        fstype: post.first()?.to_string(),
+        super_options: post.get(2).map_or(String::new(), |o| o.to_string()),
         shared: fields.iter().skip(6).any(|f| f.starts_with("shared:")),
     })
 }
@@ -630,6 +641,7 @@ mod tests {
         .filter_map(|l| parse_mountinfo_line(l))
         .collect();
         assert_eq!(mi[1].mount_point, "/srv/my dir");
+        assert_eq!((mi[1].id, mi[1].root.as_str(), mi[1].fstype.as_str(), mi[1].super_options.as_str()), (40, "/", "tmpfs", "rw"));
         assert!(mi[0].shared && !mi[1].shared && mi[2].shared);
         let slave = libc::MS_SLAVE | libc::MS_REC;
         assert_eq!(parent_private(&mi, "/srv/my dir/rootfs", slave), None);

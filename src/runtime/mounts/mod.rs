@@ -24,6 +24,7 @@
 //! `prepare_rootfs`/`enter_rootfs`/`finalize_rootfs` do the latter for callers that may allocate on error.
 
 mod build;
+pub(crate) use build::{MountInfo, mountinfo_of};
 mod child;
 mod dev;
 mod options;

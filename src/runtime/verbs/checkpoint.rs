@@ -18,6 +18,7 @@
 
 use super::{Error, Result};
 use crate::runtime::cgroups::Cgroup;
+use crate::runtime::mounts::{MountInfo, mountinfo_of};
 use crate::runtime::spec::Bundle;
 use crate::runtime::state::{ContainerState, Root, Status, pid_start_time};
 use std::collections::HashSet;
@@ -146,14 +147,16 @@ pub fn checkpoint(root: &Root, id: &str, o: &CriuOptions, leave_running: bool) -
     }
     // Cgroup mounts whose root is the container's own cgroup, not the hierarchy's root: CRIU can't
     // dump them as mounts of their own; they are external, bound to the new cgroup on restore.
-    let cgroup_mounts = own_cgroup_mounts(st.pid)?;
+    let mounts = mountinfo_of(&format!("/proc/{}/mountinfo", st.pid))
+        .map_err(Error::io(format!("reading /proc/{}/mountinfo", st.pid)))?;
+    let cgroup_mounts = own_cgroup_mounts(&mounts);
     for (mp, _) in &cgroup_mounts {
         cmd.arg("--external").arg(format!("mnt[{mp}]:{mp}"));
     }
     let cg = serde_json::to_vec(&cgroup_mounts).expect("cgroup mounts serialize");
     std::fs::write(o.image_path.join(CGROUP_MOUNTS), cg).map_err(Error::io(format!("writing {CGROUP_MOUNTS}")))?;
     // stdio that points outside the container's mount namespace.
-    let inside = mount_ids(st.pid)?;
+    let inside: HashSet<u64> = mounts.iter().map(|m| m.id).collect();
     let mut descriptors = Vec::new();
     for fd in 0..3 {
         let target = std::fs::read_link(format!("/proc/{}/fd/{fd}", st.pid))
@@ -183,27 +186,19 @@ pub fn checkpoint(root: &Root, id: &str, o: &CriuOptions, leave_running: bool) -
     Ok(())
 }
 
-/// `(mount point, controllers)` of each cgroup mount of `pid` whose root is not its hierarchy's root.
-fn own_cgroup_mounts(pid: i32) -> Result<Vec<(String, String)>> {
-    let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(Error::io(format!("reading /proc/{pid}/mountinfo")))?;
-    let mut out = Vec::new();
-    for line in mi.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        let (Some(root), Some(mp), Some(fstype)) = (pre.get(3), pre.get(4), post.first()) else { continue };
-        if !matches!(*fstype, "cgroup" | "cgroup2") || *root == "/" {
-            continue;
-        }
-        let controllers = match *fstype {
-            "cgroup2" => String::new(),
-            _ => post.get(2).map_or(String::new(), |opts| {
-                opts.split(',').filter(|o| is_cgroup_controller(o)).collect::<Vec<_>>().join(",")
-            }),
-        };
-        out.push((mp.to_string(), controllers));
-    }
-    Ok(out)
+/// `(mount point, controllers)` of each cgroup mount whose root is not its hierarchy's root.
+fn own_cgroup_mounts(mounts: &[MountInfo]) -> Vec<(String, String)> {
+    mounts
+        .iter()
+        .filter(|m| matches!(m.fstype.as_str(), "cgroup" | "cgroup2") && m.root != "/")
+        .map(|m| {
+            let controllers = match m.fstype.as_str() {
+                "cgroup2" => String::new(),
+                _ => m.super_options.split(',').filter(|o| is_cgroup_controller(o)).collect::<Vec<_>>().join(","),
+            };
+            (m.mount_point.clone(), controllers)
+        })
+        .collect()
 }
 
 /// A v1 mount option that names a hierarchy (a controller, or `name=…`), not a mount flag.
@@ -217,12 +212,6 @@ fn hierarchy_dir(dirs: &[(String, PathBuf)], controllers: &str) -> Option<PathBu
     dirs.iter()
         .find(|(name, _)| name.split(',').filter(|c| !c.is_empty()).collect::<HashSet<_>>() == want)
         .map(|(_, d)| d.clone())
-}
-
-/// Mount ids of a process's mount namespace.
-fn mount_ids(pid: i32) -> Result<HashSet<u64>> {
-    let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(Error::io(format!("reading /proc/{pid}/mountinfo")))?;
-    Ok(mi.lines().filter_map(|l| l.split(' ').next()?.parse().ok()).collect())
 }
 
 /// The mount id (from fdinfo) and inode of a process's fd.
